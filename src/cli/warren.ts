@@ -1,0 +1,44 @@
+#!/usr/bin/env node
+/**
+ * warren: the command-line entry point. Each subcommand lives in its own module;
+ * this file only dispatches.
+ */
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { VERSION } from './version.js';
+
+const USAGE = `Usage: warren COMMAND [ARGS...]
+
+A rootless WireGuard toolkit for Linux.
+
+Commands:
+  wg [-f] IFNAME     run a userspace WireGuard interface (same as warren-wg;
+                     configure it with wg(8) / wg-quick(8))
+  help               show this help
+  version            print the version
+
+Run 'warren COMMAND --help' for a command's options.
+`;
+
+const [command, ...rest] = process.argv.slice(2);
+switch (command) {
+  case undefined:
+  case 'help':
+  case '-h':
+  case '--help':
+    process.stdout.write(USAGE);
+    break;
+  case 'version':
+  case '--version':
+    process.stdout.write(`warren v${VERSION}\n`);
+    break;
+  case 'wg': {
+    const script = fileURLToPath(new URL('./warren-wg.js', import.meta.url));
+    const result = spawnSync(process.execPath, [script, ...rest], { stdio: 'inherit' });
+    process.exitCode = result.status ?? 1;
+    break;
+  }
+  default:
+    process.stderr.write(`warren: unknown command '${command}'\n\n${USAGE}`);
+    process.exitCode = 2;
+}
