@@ -6,6 +6,7 @@
       "target_name": "warren_native",
       "sources": [
         "src/native/addon.c",
+        "src/native/aead.c",
         "src/native/poll.c",
         "src/native/tun.c",
         "src/native/udp.c",

@@ -60,6 +60,7 @@ export class UdpBind {
     private readonly receive: Receiver,
     /** Called after each received batch has been handled, so replies can be flushed together. */
     private readonly afterBatch: () => void,
+    private readonly onSendError: (error: unknown) => void = () => undefined,
   ) {}
 
   /** (Re)open both sockets on `port` (0: any free port); returns the bound port. */
@@ -165,15 +166,23 @@ export class UdpBind {
     if (socket === undefined) return;
     let next = 0;
     while (next < count) {
-      const sent = native.udpSendBatch(
-        socket.fd,
-        queue.buffer,
-        queue.offsets.subarray(next, count),
-        queue.lengths.subarray(next, count),
-        count - next,
-        queue.endpoints.subarray(0, count * native.ENDPOINT_STRIDE),
-        queue.identity.subarray(next, count),
-      );
+      let sent: number;
+      try {
+        sent = native.udpSendBatch(
+          socket.fd,
+          queue.buffer,
+          queue.offsets.subarray(next, count),
+          queue.lengths.subarray(next, count),
+          count - next,
+          queue.endpoints.subarray(0, count * native.ENDPOINT_STRIDE),
+          queue.identity.subarray(next, count),
+        );
+      } catch (error) {
+        // A hard error on the socket (not one of the per-packet ones udpSendBatch
+        // returns): the datagrams are lost, as on a NIC, but the interface lives on.
+        this.onSendError(error);
+        break;
+      }
       if (sent > 0) {
         next += sent;
         continue;

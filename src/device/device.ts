@@ -9,6 +9,7 @@ import { isZeroKey } from '../wireguard/keys.js';
 import type { Peer } from '../wireguard/peer.js';
 import { UdpBind } from './bind.js';
 import { UapiError } from './errors.js';
+import { nativeAead } from './native-aead.js';
 import { TunDevice } from './tun.js';
 import type {
   UapiDeviceStatus,
@@ -48,7 +49,7 @@ export class Device implements UapiHandler {
         this.tun.write(packet);
       },
     };
-    this.engine = new Engine(output);
+    this.engine = new Engine(output, { aead: nativeAead });
     this.engine.mtu = tun.mtu;
     this.bind = new UdpBind(
       (message, source) => {

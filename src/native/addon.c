@@ -235,7 +235,8 @@ NAPI_MODULE_INIT() {
       !warren_export_int32(env, exports, "MMSG_CHUNK", WARREN_MMSG_CHUNK) ||
       !warren_export_function(env, exports, "close", close_fd) ||
       !warren_export_function(env, exports, "errnoName", errno_name) || !warren_init_tun(env, exports) ||
-      !warren_init_udp(env, exports) || !warren_init_poll(env, exports)) {
+      !warren_init_udp(env, exports) || !warren_init_poll(env, exports) ||
+      !warren_init_aead(env, exports)) {
     warren_throw_napi_failure(env, "module initialisation");
     return NULL;
   }

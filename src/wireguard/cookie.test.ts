@@ -11,6 +11,7 @@ import {
 } from './constants.js';
 import { CookieChecker, CookieGenerator, cookieKey, mac1Key } from './cookie.js';
 import { generatePrivateKey, hash, mac, publicKeyFrom } from './crypto.js';
+import { consumeResponse, createInitiation } from './handshake.js';
 import { parseKey } from './keys.js';
 import { parseMessage } from './messages.js';
 
@@ -87,6 +88,69 @@ describe('mac1 (§5.4.4)', () => {
     assert.equal(new CookieChecker(b).checkMac1(fromHex(exchange.initiatedByB.response)), true);
     // Sent by us (B) to wireguard-go, which accepted it.
     assert.equal(new CookieChecker(a).checkMac1(fromHex(exchange.initiatedByB.initiation)), true);
+  });
+
+  it('takes wireguard-go’s cookie and makes the mac2 it accepted under load', () => {
+    const exchange = loadVectors('wireguard-go-exchange.json') as {
+      aPublic: string;
+      bPrivate: string;
+      bPublic: string;
+      presharedKey: string;
+      initiatedByB: {
+        initiatorEphemeralPrivate: string;
+        initiatorIndex: number;
+        timestamp: string;
+      };
+      underLoad: {
+        floodedInitiation: string;
+        cookieReply: string;
+        probeWithoutMac2BeforeAnsweredWithCookie: boolean;
+        initiatorEphemeralPrivate: string;
+        initiatorIndex: number;
+        timestamp: string;
+        initiationWithMac2: string;
+        response: string;
+      };
+    };
+    const recorded = exchange.underLoad;
+    assert.equal(
+      recorded.probeWithoutMac2BeforeAnsweredWithCookie,
+      true,
+      'wireguard-go was under load',
+    );
+    const a = parseKey(exchange.aPublic, 'A public key');
+    const b = {
+      privateKey: parseKey(exchange.bPrivate, 'B private key'),
+      publicKey: parseKey(exchange.bPublic, 'B public key'),
+    };
+    const generator = new CookieGenerator(a);
+    // The flooded initiation, rebuilt: the cookie reply is bound to its mac1.
+    const flooded = createInitiation({
+      local: b,
+      peerPublicKey: a,
+      localIndex: exchange.initiatedByB.initiatorIndex,
+      timestamp: fromHex(exchange.initiatedByB.timestamp),
+      ephemeralPrivateKey: fromHex(exchange.initiatedByB.initiatorEphemeralPrivate),
+    });
+    assert.ok(flooded !== null);
+    generator.addMacs(flooded.message, 0);
+    assert.deepEqual(flooded.message, fromHex(recorded.floodedInitiation));
+    assert.equal(generator.consumeReply(fromHex(recorded.cookieReply), 1), true);
+
+    // The next initiation carries mac2 under that cookie: byte for byte what wireguard-go accepted.
+    const withMac2 = createInitiation({
+      local: b,
+      peerPublicKey: a,
+      localIndex: recorded.initiatorIndex,
+      timestamp: fromHex(recorded.timestamp),
+      ephemeralPrivateKey: fromHex(recorded.initiatorEphemeralPrivate),
+    });
+    assert.ok(withMac2 !== null);
+    generator.addMacs(withMac2.message, 2);
+    assert.notDeepEqual(withMac2.message.subarray(132), new Uint8Array(16));
+    assert.deepEqual(withMac2.message, fromHex(recorded.initiationWithMac2));
+    const psk = parseKey(exchange.presharedKey, 'preshared key');
+    assert.notEqual(consumeResponse(withMac2.state, b, psk, fromHex(recorded.response)), null);
   });
 
   it('setLocalPublicKey rekeys the checker', () => {

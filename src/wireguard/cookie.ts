@@ -164,7 +164,9 @@ export class CookieChecker {
 
     // §6.6: R_m changes every two minutes.
     if (!(now - this.#secretSetAt <= COOKIE_SECRET_MAX_AGE)) {
-      this.#secret.set(randomBytes(KEY_SIZE));
+      const fresh = randomBytes(KEY_SIZE);
+      this.#secret.set(fresh);
+      fresh.fill(0);
       this.#secretSetAt = now;
     }
     const cookie = mac(this.#secret, source);

@@ -100,7 +100,8 @@ export function mac(key: Uint8Array, data: Uint8Array): Uint8Array {
 
 /**
  * A MAC with its key fixed, for keys used over and over (the mac1 key of a
- * local or peer public key, §5.4.4). The keyed first block is compressed once.
+ * local or peer public key, §5.4.4): the keyed BLAKE2s state is set up once and
+ * cloned for each message.
  */
 export class KeyedMac {
   readonly #keyed: ReturnType<typeof blake2s.create>;
@@ -118,6 +119,7 @@ export class KeyedMac {
     const hasher = this.#keyed.clone();
     hasher.update(data);
     const digest = hasher.digest();
+    hasher.destroy(); // wipes the clone's copy of the key block
     if (out === undefined) return digest;
     out.set(digest, outOffset);
     return out.subarray(outOffset, outOffset + MAC_SIZE);

@@ -6,6 +6,7 @@
  */
 import { randomInt } from 'node:crypto';
 import { channel } from 'node:diagnostics_channel';
+import { nodeCryptoAead, type TransportAead } from './aead.js';
 import { AllowedIps } from './allowed-ips.js';
 import {
   COOKIE_SECRET_MAX_AGE,
@@ -60,6 +61,8 @@ export interface EngineOptions {
   random?: () => number;
   /** Unix time in ms, for TAI64N timestamps; injectable for tests. */
   wallClock?: () => number;
+  /** The transport AEAD; node:crypto's unless the I/O layer brings a faster one. */
+  aead?: TransportAead;
 }
 
 /** diagnostics_channel events, for logging by the daemon (library code never logs). */
@@ -99,6 +102,7 @@ export class Engine {
   private readonly rateLimiter = new RateLimiter();
   private readonly random: () => number;
   private readonly wallClock: () => number;
+  private readonly aead: TransportAead;
   /** Largest plaintext (the TUN MTU), for padding (§5.4.6). */
   mtu = 1420;
   private underLoadUntil = -OFF;
@@ -112,6 +116,7 @@ export class Engine {
   ) {
     this.random = options.random ?? Math.random;
     this.wallClock = options.wallClock ?? Date.now;
+    this.aead = options.aead ?? nodeCryptoAead;
   }
 
   // ---------------------------------------------------------------- configuration
@@ -307,6 +312,8 @@ export class Engine {
     peer.timersAnyAuthenticatedPacketTraversal(now);
     peer.timersAnyAuthenticatedPacketSent();
     this.publishHandshake(peer, 'initiation-sent');
+    // Handshake messages count in the peer's transfer totals, as in wireguard-go and the kernel.
+    peer.txBytes += created.message.length;
     this.output.sendUdp(endpoint, created.message);
     peer.timersHandshakeInitiated(now);
   }
@@ -326,6 +333,7 @@ export class Engine {
     }
     peer.initiation = null;
     peer.initiationLocalIndex = 0;
+    peer.rxBytes += message.length;
     this.updateEndpoint(peer, source);
     peer.timersAnyAuthenticatedPacketTraversal(now);
     peer.timersAnyAuthenticatedPacketReceived();
@@ -336,6 +344,7 @@ export class Engine {
       result.remoteIndex,
       true,
       now,
+      this.aead,
     );
     entry.keypair = keypair;
     this.installInitiatorKeypair(peer, keypair);
@@ -364,7 +373,13 @@ export class Engine {
   private handleInitiation(message: Uint8Array, source: Endpoint, now: number): void {
     const identity = this.identity;
     if (identity === null) return;
-    const consumed = consumeInitiation(identity, message);
+    // The precomputed static-static DH saves one X25519 per initiation, and unknown
+    // peers are rejected before any further DH (as wireguard-go does).
+    const consumed = consumeInitiation(
+      identity,
+      message,
+      (peerPublicKey) => this.peersById.get(keyToHex(peerPublicKey))?.staticStatic ?? null,
+    );
     if (consumed === null) {
       this.publishDrop(null, 'initiation failed to authenticate');
       return;
@@ -387,6 +402,7 @@ export class Engine {
       return;
     }
     peer.latestTimestamp = Uint8Array.from(consumed.timestamp);
+    peer.rxBytes += message.length;
     peer.lastInitiationConsumed = now;
     this.publishHandshake(peer, 'initiation-received');
     this.updateEndpoint(peer, source);
@@ -410,6 +426,7 @@ export class Engine {
       response.remoteIndex,
       false,
       now,
+      this.aead,
     );
     const entry = this.indices.get(localIndex);
     if (entry !== undefined) entry.keypair = keypair;
@@ -424,7 +441,10 @@ export class Engine {
     peer.timersAnyAuthenticatedPacketSent();
     this.publishHandshake(peer, 'response-sent');
     const endpoint = peer.endpoint;
-    if (endpoint !== null) this.output.sendUdp(endpoint, response.message);
+    if (endpoint !== null) {
+      peer.txBytes += response.message.length;
+      this.output.sendUdp(endpoint, response.message);
+    }
   }
 
   private handleCookieReply(message: Uint8Array, now: number): void {
@@ -545,15 +565,15 @@ export class Engine {
   }
 
   /** Trim padding and enforce the allowed-IPs source check (whitepaper §2) before the TUN sees it. */
-  private deliver(peer: Peer, plaintext: Buffer): void {
+  private deliver(peer: Peer, plaintext: Uint8Array): void {
     const version = plaintext[0] >> 4;
     let length: number;
     let owner: Peer | undefined;
     if (version === 4 && plaintext.length >= 20) {
-      length = plaintext.readUInt16BE(2);
+      length = (plaintext[2] << 8) | plaintext[3];
       owner = this.allowedIps.lookup(plaintext, 12, 4);
     } else if (version === 6 && plaintext.length >= 40) {
-      length = plaintext.readUInt16BE(4) + 40;
+      length = ((plaintext[4] << 8) | plaintext[5]) + 40;
       owner = this.allowedIps.lookup(plaintext, 8, 6);
     } else {
       this.publishDrop(peer, 'not an IP packet');

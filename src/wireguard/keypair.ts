@@ -2,7 +2,7 @@
  * One session's transport keys and counters (whitepaper §5.4.6): the sending
  * nonce counter, the receiving replay window, and both indices.
  */
-import { createCipheriv, createDecipheriv } from 'node:crypto';
+import type { TransportAead } from './aead.js';
 import {
   AEAD_TAG_SIZE,
   MESSAGE_TRANSPORT_DATA,
@@ -13,7 +13,6 @@ import {
 import { ReplayFilter } from './replay.js';
 
 const REJECT_AFTER_MESSAGES_NUMBER = Number(REJECT_AFTER_MESSAGES);
-const ZERO_PADDING = new Uint8Array(16);
 
 export class Keypair {
   /** Next counter to send with; a JS number stays exact far past REKEY_AFTER_MESSAGES' practical reach. */
@@ -21,7 +20,6 @@ export class Keypair {
   readonly replay = new ReplayFilter();
   private readonly sendKey: Buffer;
   private readonly receiveKey: Buffer;
-  private readonly nonce = Buffer.alloc(12);
 
   constructor(
     sendKey: Uint8Array,
@@ -30,6 +28,7 @@ export class Keypair {
     readonly remoteIndex: number,
     readonly isInitiator: boolean,
     readonly created: number,
+    private readonly aead: TransportAead,
   ) {
     this.sendKey = Buffer.from(sendKey);
     this.receiveKey = Buffer.from(receiveKey);
@@ -59,42 +58,21 @@ export class Keypair {
     out.writeUInt32LE(this.remoteIndex, 4);
     out.writeUInt32LE(counter >>> 0, 8);
     out.writeUInt32LE(Math.floor(counter / 0x1_0000_0000), 12);
-    this.nonce.writeUInt32LE(counter >>> 0, 4);
-    this.nonce.writeUInt32LE(Math.floor(counter / 0x1_0000_0000), 8);
-    const cipher = createCipheriv('chacha20-poly1305', this.sendKey, this.nonce, {
-      authTagLength: AEAD_TAG_SIZE,
-    });
-    let offset = MESSAGE_TRANSPORT_HEADER_SIZE;
-    offset += cipher.update(packet).copy(out, offset);
-    if (padded > packet.length) {
-      offset += cipher.update(ZERO_PADDING.subarray(0, padded - packet.length)).copy(out, offset);
-    }
-    offset += cipher.final().copy(out, offset);
-    cipher.getAuthTag().copy(out, offset);
+    this.aead.seal(this.sendKey, counter, packet, padded, out, MESSAGE_TRANSPORT_HEADER_SIZE);
     return out;
   }
 
   /**
-   * Decrypt a transport message; returns the padded plaintext, or null when the
-   * tag does not verify. The replay check is the caller's, after authentication.
+   * Decrypt a transport message; returns the padded plaintext (possibly decrypted in
+   * place inside `message`), or null when the tag does not verify. The replay check
+   * is the caller's, after authentication.
    */
-  open(message: Uint8Array, counter: number): Buffer | null {
-    const nonce = Buffer.alloc(12);
-    nonce.writeUInt32LE(counter >>> 0, 4);
-    nonce.writeUInt32LE(Math.floor(counter / 0x1_0000_0000), 8);
-    const decipher = createDecipheriv('chacha20-poly1305', this.receiveKey, nonce, {
-      authTagLength: AEAD_TAG_SIZE,
-    });
-    decipher.setAuthTag(message.subarray(message.length - AEAD_TAG_SIZE));
-    const plaintext = decipher.update(
-      message.subarray(MESSAGE_TRANSPORT_HEADER_SIZE, message.length - AEAD_TAG_SIZE),
+  open(message: Uint8Array, counter: number): Uint8Array | null {
+    return this.aead.open(
+      this.receiveKey,
+      counter,
+      message.subarray(MESSAGE_TRANSPORT_HEADER_SIZE),
     );
-    try {
-      decipher.final();
-    } catch {
-      return null;
-    }
-    return plaintext;
   }
 
   /** Wipe the keys once the keypair is dropped (§5.4.6: keys are erased after use). */

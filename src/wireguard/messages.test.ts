@@ -236,6 +236,10 @@ describe('header accessors', () => {
     transport.set([4, 0, 0, 0, 9, 8, 7, 6]);
     assert.equal(receiverIndexOf(transport), 0x06070809);
     assert.throws(() => senderIndexOf(new Uint8Array(7)), /sender index/);
+    assert.throws(
+      () => receiverIndexOf(new Uint8Array(MESSAGE_INITIATION_SIZE).fill(1, 0, 1)),
+      /receiver index/,
+    );
   });
 
   it('writeTransportHeader writes what parseMessage reads', () => {

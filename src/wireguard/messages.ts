@@ -161,6 +161,9 @@ export function senderIndexOf(packet: Uint8Array): number {
 /** The receiver index of a response (offset 8), cookie reply or transport message (offset 4). */
 export function receiverIndexOf(packet: Uint8Array): number {
   checkPacket(packet);
+  if (packet[0] === MESSAGE_INITIATION) {
+    throw new RangeError('an initiation has no receiver index');
+  }
   const offset = packet[0] === MESSAGE_RESPONSE ? RESPONSE_OFFSET_RECEIVER : 4;
   if (packet.length < offset + 4) {
     throw new RangeError('packet is too short to hold a receiver index');
