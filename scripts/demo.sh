@@ -42,7 +42,7 @@ start() { # ns ifname
 }
 start "$a" "$wa"; start "$b" "$wb"
 
-wg genkey > "$work/a.key"; wg genkey > "$work/b.key"; chmod 600 "$work"/*.key
+(umask 077; wg genkey > "$work/a.key"; wg genkey > "$work/b.key")
 pa=$(wg pubkey < "$work/a.key"); pb=$(wg pubkey < "$work/b.key")
 ip netns exec "$a" wg set "$wa" private-key "$work/a.key" listen-port 51820 \
   peer "$pb" allowed-ips 198.51.100.2/32,fd00:77::2/128 endpoint 192.0.2.2:51821

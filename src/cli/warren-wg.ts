@@ -70,7 +70,7 @@ function parseArguments(argv: string[]): { foreground: boolean; name: string } {
     name === '..'
   ) {
     fail(
-      `invalid interface name '${name}': 1 to ${IFNAMSIZ - 1} characters, no '/', ':' or spaces`,
+      `invalid interface name '${name}': 1 to ${IFNAMSIZ - 1} characters, no '/', ':' or spaces\n\n${USAGE}`,
       2,
     );
   }

@@ -76,8 +76,12 @@ export class Device implements UapiHandler {
   }
 
   static open(options: DeviceOptions): Device {
-    const tun = TunDevice.create(options.name, options.mtu ?? 1420);
-    const device = new Device(tun, options.onFatal ?? (() => undefined));
+    return Device.fromTun(TunDevice.create(options.name, options.mtu ?? 1420), options.onFatal);
+  }
+
+  /** A device around an existing TUN (one opened in another namespace, for `warren run`). */
+  static fromTun(tun: TunDevice, onFatal: (error: Error) => void = () => undefined): Device {
+    const device = new Device(tun, onFatal);
     try {
       device.listenPort = device.bind.open(0, 0);
     } catch (error) {
@@ -94,6 +98,12 @@ export class Device implements UapiHandler {
 
   get name(): string {
     return this.tun.name;
+  }
+
+  /** Start a handshake with every peer that has an endpoint, without waiting for traffic. */
+  connect(): void {
+    this.engine.initiateHandshakes(performance.now());
+    this.bind.flush();
   }
 
   close(): void {

@@ -6,6 +6,18 @@
 import { subscribe } from 'node:diagnostics_channel';
 import type { DropEvent, HandshakeEvent } from '../wireguard/engine.js';
 
+/** The engine's handshake events in wireguard-go's wording, so logs read the same. */
+const HANDSHAKE_WORDING: Record<HandshakeEvent['event'], string> = {
+  'initiation-sent': 'Sending handshake initiation',
+  'initiation-received': 'Received handshake initiation',
+  'response-sent': 'Sending handshake response',
+  'session-established': 'Secure session established (keypair confirmed)',
+  'cookie-sent': 'Sending cookie response for denied handshake message',
+  'cookie-received': 'Receiving cookie response',
+  'gave-up': 'Handshake did not complete after 20 attempts, giving up',
+  'keys-zeroed': "Removing all keys, since we haven't received a new one in 540 seconds",
+};
+
 export type LogLevel = 'silent' | 'error' | 'verbose';
 
 export function parseLogLevel(value: string | undefined): LogLevel {
@@ -43,7 +55,7 @@ export class Logger {
     if (!this.isVerbose) return;
     subscribe('warren:wireguard:handshake', (message) => {
       const event = message as HandshakeEvent;
-      this.verbose(`peer(${shortKey(event.peer)}) - ${event.event}`);
+      this.verbose(`peer(${shortKey(event.peer)}) - ${HANDSHAKE_WORDING[event.event]}`);
     });
     subscribe('warren:wireguard:drop', (message) => {
       const event = message as DropEvent;

@@ -36,6 +36,14 @@ export class TunDevice {
   }
 
   /**
+   * Adopt a TUN file descriptor opened elsewhere (e.g. inside a sandbox's network
+   * namespace and passed over SCM_RIGHTS). The fd is owned from now on.
+   */
+  static fromFd(fd: number, name: string, mtu: number): TunDevice {
+    return new TunDevice(fd, name, mtu);
+  }
+
+  /**
    * The interface MTU. The kernel keeps it; `ip link set mtu` may change it at any
    * time, and once the interface moves to another namespace we can no longer ask
    * by name, so the last value read is kept.

@@ -207,6 +207,16 @@ export class Engine {
     else if (wasOff) this.sendKeepalive(peer, now);
   }
 
+  /**
+   * Handshake now with every peer that has an endpoint and no session (used when a
+   * tunnel is brought up for a program, so its first packet need not wait).
+   */
+  initiateHandshakes(now: number): void {
+    for (const peer of this.peersById.values()) {
+      if (peer.current === null) this.sendHandshakeInitiation(peer, false, now);
+    }
+  }
+
   // ---------------------------------------------------------------- outgoing packets
 
   /** A packet read from the TUN: cryptokey routing by destination (whitepaper §2). */

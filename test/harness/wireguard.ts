@@ -9,6 +9,7 @@
  */
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
+import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runCommand, sleep } from './netns.js';
@@ -148,7 +149,8 @@ export function parseWgDump(text: string): WgDump {
       privateKey,
       publicKey,
       listenPort: parseCount(listenPort, 'listen-port'),
-      fwmark: fwmark === 'off' ? null : parseCount(fwmark.replace(/^0x/, ''), 'fwmark'),
+      // `wg show dump` prints the fwmark in hex (0x…).
+      fwmark: fwmark === 'off' ? null : Number.parseInt(fwmark, 16),
     },
     peers,
   };
@@ -342,7 +344,8 @@ export async function startWireGuard(
   return wgInterface;
 }
 
-async function waitForUapi(
+/** Waits until `wg show IFNAME` answers in `ns`; fails early if `daemon` exits first. */
+export async function waitForUapi(
   harness: NetnsHarness,
   ns: string,
   ifname: string,
@@ -367,4 +370,68 @@ async function waitForUapi(
     }
     await sleep(50);
   }
+}
+
+/**
+ * Parses `wg show IFNAME allowed-ips`: one line per peer, "PUBKEY\tCIDR CIDR …"
+ * or "PUBKEY\t(none)" (wireguard-tools src/show.c, ugly_print "allowed-ips").
+ */
+export function parseWgAllowedIps(text: string): Map<string, string[]> {
+  if (typeof text !== 'string') throw new TypeError('text must be a string');
+  const byPeer = new Map<string, string[]>();
+  for (const line of text.split('\n')) {
+    if (line === '') continue;
+    const tab = line.indexOf('\t');
+    if (tab !== 44) throw new Error(`wg allowed-ips: malformed line: ${line.slice(0, 200)}`);
+    const list = line.slice(tab + 1);
+    byPeer.set(
+      line.slice(0, tab),
+      list === '(none)' ? [] : list.split(' ').filter((s) => s !== ''),
+    );
+  }
+  return byPeer;
+}
+
+/**
+ * Sends raw text on IFNAME's UAPI socket and resolves with everything received up
+ * to and including the reply's terminating "errno=N\n\n" (https://www.wireguard.com/xplatform/),
+ * then closes the connection. Unix sockets are reached by path from any network namespace.
+ */
+export function uapiRequest(ifname: string, request: string, timeoutMs = 5000): Promise<string> {
+  if (typeof request !== 'string' || request === '')
+    throw new TypeError('request must be a non-empty string');
+  return new Promise((resolve, reject) => {
+    const socket = createConnection(uapiSocketPath(ifname));
+    let reply = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(
+        new Error(
+          `UAPI ${ifname}: no complete reply within ${timeoutMs} ms; got ${JSON.stringify(reply.slice(0, 500))}`,
+        ),
+      );
+    }, timeoutMs);
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      reply += chunk;
+      if (/(^|\n)errno=-?\d+\n\n$/.test(reply)) {
+        clearTimeout(timer);
+        socket.end();
+        resolve(reply);
+      }
+    });
+    socket.on('error', (error) => {
+      clearTimeout(timer);
+      reject(new Error(`UAPI ${ifname}: ${error.message}`, { cause: error }));
+    });
+    socket.on('close', () => {
+      clearTimeout(timer);
+      reject(
+        new Error(
+          `UAPI ${ifname}: connection closed before a complete reply; got ${JSON.stringify(reply.slice(0, 500))}`,
+        ),
+      );
+    });
+    socket.write(request);
+  });
 }
