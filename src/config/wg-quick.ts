@@ -151,8 +151,9 @@ export function parseWgQuickConfig(text: string, file = '<config>'): WgQuickConf
     }
 
     // [Peer]
-    if (peer === null) fail('internal: no peer');
-    const current = peer as NonNullable<typeof peer>;
+    const current = peer;
+    if (current === null)
+      throw new ConfigError(file, lineNumber, 'internal: [Peer] key with no peer');
     switch (lower) {
       case 'publickey':
         current.publicKey = parseKeyAt(value, 'PublicKey', fail);
