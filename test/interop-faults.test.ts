@@ -8,7 +8,7 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { leftoversOfThisRun, requireRoot, withHarness } from './harness/netns.js';
-import { selectPairs } from './harness/pairs.js';
+import { INTEROP_PAIRS, selectPairs } from './harness/pairs.js';
 import { createTunnelPair, formatEndpoint, RESPONDER_PORT } from './harness/topology.js';
 import type { TunnelPair } from './harness/topology.js';
 import { readPeerDumps } from './harness/checks.js';
@@ -23,11 +23,7 @@ import type { FaultOptions, NamespacedUdpProxy } from './harness/udp-proxy.js';
 import type { WireGuardImpl } from './harness/wireguard.js';
 
 // [initiator, responder]. Override with WARREN_INTEROP_PAIRS=initiator:responder,…
-const PAIRS = selectPairs([
-  ['warren-wg', 'warren-wg'],
-  ['warren-wg', 'wireguard-go'],
-  ['wireguard-go', 'warren-wg'],
-]);
+const PAIRS = selectPairs(INTEROP_PAIRS);
 
 const PROXY_PORT = 51900;
 /** Fixed seed: a failure replays with the same faults. */

@@ -8,7 +8,7 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { leftoversOfThisRun, requireRoot, withHarness } from './harness/netns.js';
-import { selectPairs } from './harness/pairs.js';
+import { INTEROP_PAIRS, selectPairs } from './harness/pairs.js';
 import {
   createTunnelPair,
   formatEndpoint,
@@ -31,11 +31,7 @@ import {
 import { generateKeyPair } from './harness/wireguard.js';
 
 // [initiator, responder]. Override with WARREN_INTEROP_PAIRS=initiator:responder,…
-const PAIRS = selectPairs([
-  ['warren-wg', 'warren-wg'],
-  ['warren-wg', 'wireguard-go'],
-  ['wireguard-go', 'warren-wg'],
-]);
+const PAIRS = selectPairs(INTEROP_PAIRS);
 
 const BIG_MTU = 8000;
 /** ICMP payload that fits BIG_MTU unfragmented but not the 1500-byte underlay. */

@@ -8,7 +8,7 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { leftoversOfThisRun, requireRoot, withHarness } from './harness/netns.js';
-import { selectPairs } from './harness/pairs.js';
+import { INTEROP_PAIRS, selectPairs } from './harness/pairs.js';
 import { createTunnelPair } from './harness/topology.js';
 import type { TunnelPair, TunnelPairOptions } from './harness/topology.js';
 import { assertPeersHealthy } from './harness/checks.js';
@@ -22,11 +22,7 @@ import {
 } from './harness/traffic.js';
 
 // [initiator, responder]. Override with WARREN_INTEROP_PAIRS=initiator:responder,…
-const PAIRS = selectPairs([
-  ['warren-wg', 'warren-wg'],
-  ['warren-wg', 'wireguard-go'],
-  ['wireguard-go', 'warren-wg'],
-]);
+const PAIRS = selectPairs(INTEROP_PAIRS);
 
 /** Loss iperf3 UDP may see at UDP_BITRATE before the test fails. */
 const MAX_UDP_LOSS_PERCENT = 5;

@@ -1,6 +1,6 @@
 /**
- * Which implementation pairs an interop test runs. Each test file lists its
- * pairs in a table at its top; the environment can override the table:
+ * Which implementation pairs an interop test runs: INTEROP_PAIRS, unless the
+ * environment overrides the table:
  *
  *   WARREN_INTEROP_PAIRS=wireguard-go:wireguard-go           harness self-check
  *   WARREN_INTEROP_PAIRS=warren-wg:wireguard-go,wireguard-go:warren-wg
@@ -21,6 +21,16 @@ function parseImpl(text: string, variable: string): WireGuardImpl {
   }
   return text;
 }
+
+/**
+ * What every interop file runs by default: warren against itself and against
+ * wireguard-go, each side as the initiator.
+ */
+export const INTEROP_PAIRS: readonly ImplPair[] = [
+  ['warren-wg', 'warren-wg'],
+  ['warren-wg', 'wireguard-go'],
+  ['wireguard-go', 'warren-wg'],
+];
 
 /** `table`, unless WARREN_INTEROP_PAIRS ("a:b,c:d") names other pairs. */
 export function selectPairs(table: readonly ImplPair[]): readonly ImplPair[] {
