@@ -16,6 +16,7 @@ packages=(
   iproute2 util-linux iputils-ping
   iperf3           # throughput through the tunnel
   ncat tcpdump nftables
+  golang-go golang-github-hashicorp-yamux-dev  # a Go yamux peer the relay's multiplexer is tested against
   make g++ python3 # node-gyp builds the C addon
 )
 missing=()
