@@ -7,7 +7,9 @@
       "sources": [
         "src/native/addon.c",
         "src/native/aead.c",
+        "src/native/fdpass.c",
         "src/native/poll.c",
+        "src/native/sandbox.c",
         "src/native/tun.c",
         "src/native/udp.c",
       ],

@@ -5,6 +5,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { runCommand } from './run.js';
 import { VERSION } from './version.js';
 
 const USAGE = `Usage: warren COMMAND [ARGS...]
@@ -12,6 +13,9 @@ const USAGE = `Usage: warren COMMAND [ARGS...]
 A rootless WireGuard toolkit for Linux.
 
 Commands:
+  run [OPTIONS] -- COMMAND
+                     run COMMAND in a rootless sandbox whose only way out is a
+                     WireGuard tunnel (wg-quick config or --wg-* flags)
   wg [-f] IFNAME     run a userspace WireGuard interface (same as warren-wg;
                      configure it with wg(8) / wg-quick(8))
   help               show this help
@@ -31,6 +35,9 @@ switch (command) {
   case 'version':
   case '--version':
     process.stdout.write(`warren v${VERSION}\n`);
+    break;
+  case 'run':
+    process.exitCode = await runCommand(rest);
     break;
   case 'wg': {
     const script = fileURLToPath(new URL('./warren-wg.js', import.meta.url));

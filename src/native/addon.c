@@ -236,7 +236,8 @@ NAPI_MODULE_INIT() {
       !warren_export_function(env, exports, "close", close_fd) ||
       !warren_export_function(env, exports, "errnoName", errno_name) || !warren_init_tun(env, exports) ||
       !warren_init_udp(env, exports) || !warren_init_poll(env, exports) ||
-      !warren_init_aead(env, exports)) {
+      !warren_init_aead(env, exports) || !warren_init_fdpass(env, exports) ||
+      !warren_init_sandbox(env, exports)) {
     warren_throw_napi_failure(env, "module initialisation");
     return NULL;
   }

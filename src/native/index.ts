@@ -149,7 +149,7 @@ export const ENDPOINT_FLAG_STICKY_SOURCE = 1;
 export const MMSG_CHUNK = 128;
 
 /** Layout version of the C side; a mismatch means build/ is stale. */
-const ABI_VERSION = 2;
+const ABI_VERSION = 3;
 
 /** Errno names udpSend / udpSendBatch return (negated) instead of throwing. */
 export type SoftSendErrnoName =
@@ -555,3 +555,141 @@ export function endpointFromMeta(
     endpoints[to + word] = meta[from + word] ?? 0;
   }
 }
+
+// ---- fd passing (fdpass.c) ----
+
+/** One message from {@link recvFds}: the peer closed its end, or a payload with fds. */
+export type FdMessage =
+  | { readonly eof: true }
+  | {
+      readonly eof: false;
+      /** The bytes given to {@link sendFds} (never empty). */
+      readonly payload: Buffer;
+      /** The received descriptors, close-on-exec, now owned by the caller. */
+      readonly fds: number[];
+      /** The sender's pid in OUR pid namespace (SCM_CREDENTIALS), -1 if not visible. */
+      readonly pid: number;
+    };
+
+interface NativeBinding {
+  readonly socketpair: () => [number, number];
+  readonly sendFds: (sock: number, fds: readonly number[], payload: Uint8Array) => boolean;
+  readonly recvFds: (sock: number) => FdMessage | null;
+}
+
+/**
+ * A connected AF_UNIX SOCK_SEQPACKET pair, both ends non-blocking and
+ * close-on-exec with SO_PASSCRED on. Give one end to a child (spawn stdio
+ * entry: the copy it gets is not close-on-exec) and close it in the parent.
+ */
+export const socketpair = binding.socketpair;
+/**
+ * Sends one message: `payload` (1 byte or more) plus up to 16 fds
+ * (SCM_RIGHTS; the caller keeps its own copies). Returns false when the
+ * peer's queue is full (EAGAIN): retry later. Throws EPIPE once the peer closed.
+ */
+export const sendFds = binding.sendFds;
+/**
+ * Receives one message without blocking: null when none is queued,
+ * `{ eof: true }` once the peer closed its end. Drain it from a
+ * {@link watch} callback. Throws EMSGSIZE (after closing any fds received)
+ * for a message with more than 16 fds.
+ */
+export const recvFds = binding.recvFds;
+
+// ---- sandbox process helpers (sandbox.c) ----
+
+/** A child's state change, from {@link waitChild}. */
+export interface ChildStatus {
+  readonly pid: number;
+  /** Exit code, or -1 when it did not exit normally. */
+  readonly exitCode: number;
+  /** Terminating (or, when `stopped`, stopping) signal number; 0 if none. */
+  readonly signal: number;
+  /** True when the child was stopped (only with `untraced`). */
+  readonly stopped: boolean;
+}
+
+/** mount(2) flags for {@link mount}, from <sys/mount.h>. */
+export interface MountFlags {
+  readonly MS_RDONLY: number;
+  readonly MS_NOSUID: number;
+  readonly MS_NODEV: number;
+  readonly MS_NOEXEC: number;
+  readonly MS_REMOUNT: number;
+  readonly MS_BIND: number;
+  readonly MS_REC: number;
+  readonly MS_PRIVATE: number;
+}
+
+interface NativeBinding extends MountFlags {
+  readonly mount: (
+    source: string | null,
+    target: string,
+    fstype: string | null,
+    flags: number,
+    data: string | null,
+  ) => void;
+  readonly bindMount: (source: string, target: string, readOnly: boolean) => void;
+  readonly sethostname: (name: string) => void;
+  readonly getpgrp: () => number;
+  readonly tcgetpgrp: (fd: number) => number;
+  readonly tcsetpgrp: (fd: number, pgrp: number) => void;
+  readonly waitChild: (pid: number, untraced: boolean) => ChildStatus | null;
+  readonly spawnProgram: (
+    paths: readonly string[],
+    argv: readonly string[],
+    envp: readonly string[],
+    cwd: string | null,
+    uid: number,
+    gid: number,
+    terminalFd: number,
+  ) => number;
+}
+
+/** The mount(2) flag values {@link mount} takes. */
+export const MOUNT_FLAGS: MountFlags = {
+  MS_RDONLY: binding.MS_RDONLY,
+  MS_NOSUID: binding.MS_NOSUID,
+  MS_NODEV: binding.MS_NODEV,
+  MS_NOEXEC: binding.MS_NOEXEC,
+  MS_REMOUNT: binding.MS_REMOUNT,
+  MS_BIND: binding.MS_BIND,
+  MS_REC: binding.MS_REC,
+  MS_PRIVATE: binding.MS_PRIVATE,
+};
+/** mount(2); null for an unused source, fstype or data. Errors name the target. */
+export const mount = binding.mount;
+/**
+ * Bind-mounts `source` over `target` (following a symlink at `target`), then,
+ * if `readOnly`, remounts it read-only keeping the flags the kernel locks in a
+ * user namespace (nosuid, nodev, noexec, atime).
+ */
+export const bindMount = binding.bindMount;
+/** sethostname(2) in the current UTS namespace. */
+export const sethostname = binding.sethostname;
+/** The calling process's process group (0 when its leader is outside our pid namespace). */
+export const getpgrp = binding.getpgrp;
+/** The foreground process group of the terminal at `fd`; throws ENOTTY if it is not our controlling terminal. */
+export const tcgetpgrp = binding.tcgetpgrp;
+/** Makes `pgrp` the foreground process group of the terminal at `fd` (SIGTTOU blocked around the call). */
+export const tcsetpgrp = binding.tcsetpgrp;
+/**
+ * waitpid(pid, WNOHANG [| WUNTRACED]): null when no child changed state;
+ * `pid` -1 waits for any child. Throws ECHILD when there is no child to
+ * wait for. Only for children libuv does not own (from {@link spawnProgram}),
+ * or reaping steals child_process's exits.
+ */
+export const waitChild = binding.waitChild;
+/**
+ * Starts a program: fork; in the child setpgid(0, 0), tcsetpgrp(terminalFd)
+ * unless it is -1, then unless uid is -1 a nested user namespace mapping
+ * `uid`/`gid` onto the current uid/gid 0 (so the program runs as that user
+ * with no capabilities), chdir(cwd) unless null, every fd above 2 made
+ * close-on-exec, default signal dispositions, and execve of the first of
+ * `paths` that exists (execvpe's search order, with `argv` and `envp`
+ * "NAME=value" strings). Returns the pid once the program executes; throws a
+ * system error whose `syscall` names the step that failed ('execve', 'chdir',
+ * 'unshare', ...). Reap it with {@link waitChild}.
+ */
+export const spawnProgram = binding.spawnProgram;

@@ -23,7 +23,7 @@
 
 /* Bumped whenever the JS-visible API or a record layout changes; index.ts
  * refuses to load a build whose version differs (a stale build/ directory). */
-#define WARREN_ABI_VERSION 2
+#define WARREN_ABI_VERSION 3
 
 /*
  * Per-datagram metadata written by udpRecv, and per-destination endpoint
@@ -106,6 +106,8 @@ bool warren_init_tun(napi_env env, napi_value exports);
 bool warren_init_udp(napi_env env, napi_value exports);
 bool warren_init_poll(napi_env env, napi_value exports);
 bool warren_init_aead(napi_env env, napi_value exports);
+bool warren_init_fdpass(napi_env env, napi_value exports);
+bool warren_init_sandbox(napi_env env, napi_value exports);
 
 /* Address bytes <-> big-endian words (udp.c, shared with nobody else yet). */
 static inline int32_t warren_be_word(const uint8_t *bytes) {
