@@ -249,3 +249,110 @@ for (const impl of IMPLS) {
       }));
   });
 }
+
+/** An address only the peer's namespace has, reachable from wg-quick's side through the tunnel alone. */
+const BEYOND_PEER_V4 = '203.0.113.80';
+const FWMARK = 51820;
+
+for (const impl of IMPLS) {
+  describe(`wg-quick full tunnel (AllowedIPs = 0.0.0.0/0) with ${impl}`, () => {
+    it('sets fwmark and policy routing, and the daemon sends around its own tunnel', () =>
+      withHarness(async (harness) => {
+        const nsQuick = await harness.addNamespace('q');
+        const nsPeer = await harness.addNamespace('p');
+        const veth = await harness.addVeth(nsQuick, nsPeer, { devA: 'to-p', devB: 'to-q' });
+        await harness.addAddress(
+          nsQuick,
+          veth.devA,
+          `${INITIATOR_ADDRESSES.outerV4}/${OUTER_PREFIX_V4}`,
+        );
+        await harness.addAddress(
+          nsPeer,
+          veth.devB,
+          `${RESPONDER_ADDRESSES.outerV4}/${OUTER_PREFIX_V4}`,
+        );
+        // Before the tunnel, everything would leave through the veth: the routing wg-quick must override.
+        await harness.exec(nsQuick, [
+          'ip',
+          'route',
+          'add',
+          'default',
+          'via',
+          RESPONDER_ADDRESSES.outerV4,
+        ]);
+        await harness.exec(nsPeer, ['ip', 'addr', 'add', `${BEYOND_PEER_V4}/32`, 'dev', 'lo']);
+
+        const peer = await startWireGuard(harness, 'wireguard-go', nsPeer, {
+          listenPort: RESPONDER_PORT,
+          addresses: [`${RESPONDER_ADDRESSES.tunnelV4}/${TUNNEL_PREFIX_V4}`],
+        });
+        const dir = await harness.makeTempDir();
+        const keys = await generateKeyPair(dir);
+        const ifname = harness.uniqueInterfaceName();
+        harness.registerPathForCleanup(uapiSocketPath(ifname));
+        const configFile = join(dir, `${ifname}.conf`);
+        const privateKey = (await readFile(keys.privateKeyFile, 'utf8')).trim();
+        await writeFile(
+          configFile,
+          [
+            '[Interface]',
+            `Address = ${INITIATOR_ADDRESSES.tunnelV4}/${TUNNEL_PREFIX_V4}`,
+            `PrivateKey = ${privateKey}`,
+            '[Peer]',
+            `PublicKey = ${peer.publicKey}`,
+            'AllowedIPs = 0.0.0.0/0',
+            `Endpoint = ${formatEndpoint(RESPONDER_ADDRESSES.outerV4, RESPONDER_PORT)}`,
+            '',
+          ].join('\n'),
+          { mode: 0o600 },
+        );
+        await peer.setPeer({
+          publicKey: keys.publicKey,
+          allowedIps: [`${INITIATOR_ADDRESSES.tunnelV4}/32`],
+        });
+
+        const env = await userspaceEnvironment(harness, impl);
+        try {
+          await harness.exec(nsQuick, ['wg-quick', 'up', configFile], {
+            env,
+            timeoutMs: WG_QUICK_TIMEOUT_MS,
+          });
+          const fwmark = (
+            await harness.exec(nsQuick, ['wg', 'show', ifname, 'fwmark'])
+          ).stdout.trim();
+          assert.equal(
+            Number.parseInt(fwmark, 16),
+            FWMARK,
+            'wg-quick set the fwmark on the daemon',
+          );
+          const route = (await harness.exec(nsQuick, ['ip', 'route', 'get', BEYOND_PEER_V4]))
+            .stdout;
+          assert.match(
+            route,
+            new RegExp(`dev ${ifname} table ${FWMARK}`),
+            'ordinary traffic goes into the tunnel',
+          );
+
+          const before = (await peer.peerDump(keys.publicKey)).rxBytes;
+          // The daemon's own datagrams carry the fwmark, so they take the main table to the
+          // endpoint instead of looping back into the tunnel.
+          await waitForPing(harness, nsQuick, BEYOND_PEER_V4);
+          await expectPingsAnswered(harness, nsQuick, BEYOND_PEER_V4, { count: 3 });
+          const after = (await peer.peerDump(keys.publicKey)).rxBytes;
+          assert.ok(
+            after > before,
+            `the pings arrived through the tunnel (peer rx ${before} -> ${after})`,
+          );
+
+          await harness.exec(nsQuick, ['wg-quick', 'down', configFile], {
+            env,
+            timeoutMs: WG_QUICK_TIMEOUT_MS,
+          });
+          const rules = (await harness.exec(nsQuick, ['ip', '-4', 'rule', 'show'])).stdout;
+          assert.doesNotMatch(rules, new RegExp(String(FWMARK)), 'wg-quick down removed its rules');
+        } finally {
+          for (const pid of daemonPidsFor(ifname)) process.kill(pid, 'SIGKILL');
+        }
+      }));
+  });
+}
