@@ -272,6 +272,11 @@ export class WireGuardInterface {
   async setUp(): Promise<void> {
     await this.ip(['link', 'set', this.ifname, 'up']);
   }
+
+  /** `ip link set IF down`: the daemon keeps running; wireguard-go closes its UDP socket meanwhile. */
+  async setDown(): Promise<void> {
+    await this.ip(['link', 'set', this.ifname, 'down']);
+  }
 }
 
 export interface StartWireGuardOptions {
