@@ -9,6 +9,8 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { runtimeRoot } from '../../test/harness/runtime.js';
 import {
   ToolMissingError,
   TunDeviceError,
@@ -161,7 +163,10 @@ describe('tools and /dev/net/tun', () => {
     writeFileSync(device, '');
     chmodSync(device, 0o600);
     chmodSync(scratch, 0o755);
-    const module = new URL('./prerequisites.js', import.meta.url).href;
+    // Imported as nobody: from a copy nobody can read if this checkout is private.
+    const module = pathToFileURL(
+      join(runtimeRoot(), 'dist', 'src', 'sandbox', 'prerequisites.js'),
+    ).href;
     const source = `
       const { checkTunAccess } = await import(${JSON.stringify(module)});
       try { await checkTunAccess(${JSON.stringify(device)}); console.log('ok'); }

@@ -6,7 +6,7 @@
  * traffic stays inside the sandboxes' own network namespaces (documentation
  * addresses 192.0.2.0/24, 198.51.100.0/24, 2001:db8::/32) and never reaches
  * a real network: the only way out of a sandbox is its TUN, read here.
- * The repository must be readable by nobody (it is: 0755/0644).
+ * nobody must be able to read the runtime; runtimeRoot() gives a readable copy when the checkout is private.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -28,11 +28,12 @@ import {
 } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { runtimeRoot } from '../../test/harness/runtime.js';
 import { Sandbox, SandboxOptionError, resolveCommand, stateRoot } from './sandbox.js';
 import type { SandboxOptions } from './sandbox.js';
 
-const FIXTURE = fileURLToPath(new URL('./scenarios.fixture.js', import.meta.url));
+// Run as nobody: from a copy nobody can read if this checkout is private (test/harness/runtime.ts).
+const FIXTURE = join(runtimeRoot(), 'dist', 'src', 'sandbox', 'scenarios.fixture.js');
 const NOBODY = 65534;
 const TUN = '/dev/net/tun';
 const SETPRIV = ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--'];

@@ -20,10 +20,11 @@ import { join } from 'node:path';
 import { DNS } from './internet.js';
 import { runCommand } from './netns.js';
 import type { ExecOptions, ExecResult, NetnsHarness, TrackedProcess } from './netns.js';
-import { REPO_ROOT } from './wireguard.js';
+import { runtimeRoot } from './runtime.js';
 
 /** The compiled `warren` entry point. */
-export const WARREN_CLI = join(REPO_ROOT, 'dist', 'src', 'cli', 'warren.js');
+/** The CLI as the unprivileged test user can read it (see runtime.ts). */
+export const WARREN_CLI = join(runtimeRoot(), 'dist', 'src', 'cli', 'warren.js');
 
 /** A uid (and gid) no account uses, unique to this test process. */
 export const RUN_TEST_UID = 2_100_000 + (process.pid % 100_000);
