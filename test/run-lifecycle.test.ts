@@ -27,7 +27,7 @@ import {
   sleep,
 } from './harness/netns.js';
 import type { ExecResult } from './harness/netns.js';
-import { REPO_ROOT } from './harness/wireguard.js';
+import { runtimeRoot } from './harness/runtime.js';
 import {
   allowTunForEveryone,
   asUser,
@@ -100,10 +100,10 @@ describe('warren run life cycle (wireguard-go server)', () => {
     const needed = [
       process.execPath,
       WARREN_CLI,
-      join(REPO_ROOT, 'dist', 'src', 'sandbox', 'init.js'),
-      join(REPO_ROOT, 'build', 'Release', 'warren_native.node'),
-      join(REPO_ROOT, 'node_modules', '@noble', 'hashes', 'package.json'),
-      join(REPO_ROOT, 'node_modules', '@noble', 'ciphers', 'package.json'),
+      join(runtimeRoot(), 'dist', 'src', 'sandbox', 'init.js'),
+      join(runtimeRoot(), 'build', 'Release', 'warren_native.node'),
+      join(runtimeRoot(), 'node_modules', '@noble', 'hashes', 'package.json'),
+      join(runtimeRoot(), 'node_modules', '@noble', 'ciphers', 'package.json'),
     ];
     const unreadable: string[] = [];
     for (const path of needed) if (!(await userCanRead(user, path))) unreadable.push(path);
