@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The warren-wg demo: two userspace WireGuard peers in two throw-away network
-# namespaces joined by a veth pair. It pings through the tunnel (IPv4 and IPv6),
-# moves data with iperf3, prints `wg show` for both ends, and removes everything
-# it created, also on failure or Ctrl-C. Run as root after scripts/setup.sh.
+# The warren demo: two userspace WireGuard peers (warren-wg) in two throw-away
+# network namespaces joined by a veth pair. It pings through the tunnel (IPv4 and
+# IPv6), moves data with iperf3 and prints `wg show` for both ends; then, as the
+# unprivileged user `nobody`, `warren run` puts one program in a sandbox whose only
+# way out is a tunnel to the second peer. Everything it created is removed, also on
+# failure or Ctrl-C. Run as root after scripts/setup.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,7 +18,9 @@ wa="wgd${id}a"; wb="wgd${id}b"
 work=$(mktemp -d)
 pids=()
 
+tun_mode=$(stat -c %a /dev/net/tun)
 cleanup() {
+  [ "$(stat -c %a /dev/net/tun)" = "$tun_mode" ] || chmod "$tun_mode" /dev/net/tun
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   ip netns del "$a" 2>/dev/null || true
   ip netns del "$b" 2>/dev/null || true
@@ -69,5 +73,22 @@ step "wg show (both ends)"
 ip netns exec "$a" wg show "$wa"
 echo
 ip netns exec "$b" wg show "$wb"
+
+step "warren run, as the unprivileged user nobody: one program, only the tunnel"
+(umask 077; wg genkey > "$work/run.key")
+chmod 644 "$work/run.key" && chmod 755 "$work"   # readable by nobody: a demo key, deleted at exit
+ip netns exec "$b" wg set "$wb" peer "$(wg pubkey < "$work/run.key")" allowed-ips 198.51.100.3/32
+if [ "$tun_mode" != 666 ]; then
+  echo "(making /dev/net/tun mode 0666 for the demo, as distributions ship it; restored at exit)"
+  chmod 0666 /dev/net/tun
+fi
+echo "$ warren run --wg-endpoint 192.0.2.2:51821 --wg-public-key $pb \\"
+echo "      --wg-private-key-file run.key --wg-address 198.51.100.3/24 -- sh -c 'id -u; ip -o -4 addr; ping -c 2 198.51.100.2; exit 3'"
+status=0
+ip netns exec "$a" setpriv --reuid=nobody --regid=nogroup --clear-groups -- \
+  node dist/src/cli/warren.js run --wg-endpoint 192.0.2.2:51821 --wg-public-key "$pb" \
+  --wg-private-key-file "$work/run.key" --wg-address 198.51.100.3/24 -- \
+  sh -c 'id -u; ip -o -4 addr; ping -c 2 -i 0.2 198.51.100.2; exit 3' || status=$?
+echo "warren run exited with $status (the program's own exit status)"
 
 step "Done; cleaning up"
