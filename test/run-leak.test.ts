@@ -25,41 +25,22 @@ import {
   wgQuickConfig,
 } from './harness/internet.js';
 import type { InternetTopology } from './harness/internet.js';
-import { leftoversOfThisRun, NetnsHarness, requireRoot } from './harness/netns.js';
-import type { ExecResult } from './harness/netns.js';
+import { NetnsHarness, requireRoot } from './harness/netns.js';
 import {
-  allowTunForEveryone,
   createRunUser,
   runAsUser,
   waitForNoLeftovers,
   warrenRun,
   writeUserFile,
+  explain,
+  findings,
+  useRunTestHooks,
 } from './harness/warren-run.js';
 import type { RunUser } from './harness/warren-run.js';
 
 requireRoot();
 
-let restoreTun: (() => Promise<void>) | undefined;
-before(async () => {
-  restoreTun = await allowTunForEveryone();
-});
-after(async () => {
-  await restoreTun?.();
-  assert.deepEqual(await leftoversOfThisRun(), [], 'this run left nothing behind');
-});
-
-function explain(result: ExecResult): string {
-  return `exit ${String(result.exitCode)}, signal ${String(result.signal)}\n--- stdout ---\n${result.stdout}\n--- stderr ---\n${result.stderr}`;
-}
-
-function findings(result: ExecResult): Map<string, string> {
-  const map = new Map<string, string>();
-  for (const line of result.stdout.split('\n')) {
-    const at = line.indexOf('=');
-    if (at > 0) map.set(line.slice(0, at), line.slice(at + 1));
-  }
-  return map;
-}
+useRunTestHooks();
 
 /** WireGuard from the client host to the server's endpoint: the one thing allowed out. */
 function isWireGuardToEndpoint(packet: CapturedPacket): boolean {

@@ -19,17 +19,10 @@ import {
   wgQuickConfig,
 } from './harness/internet.js';
 import type { InternetTopology } from './harness/internet.js';
-import {
-  listNamespaces,
-  leftoversOfThisRun,
-  NetnsHarness,
-  requireRoot,
-  sleep,
-} from './harness/netns.js';
+import { listNamespaces, NetnsHarness, requireRoot, sleep } from './harness/netns.js';
 import type { ExecResult } from './harness/netns.js';
 import { runtimeRoot } from './harness/runtime.js';
 import {
-  allowTunForEveryone,
   asUser,
   createRunUser,
   leftoversOfUser,
@@ -41,6 +34,8 @@ import {
   WARREN_CLI,
   warrenRun,
   writeUserFile,
+  explain,
+  useRunTestHooks,
 } from './harness/warren-run.js';
 import type { RunUser } from './harness/warren-run.js';
 
@@ -51,18 +46,7 @@ const PROGRAM_RAN = 'PROGRAM-RAN';
 
 requireRoot();
 
-let restoreTun: (() => Promise<void>) | undefined;
-before(async () => {
-  restoreTun = await allowTunForEveryone();
-});
-after(async () => {
-  await restoreTun?.();
-  assert.deepEqual(await leftoversOfThisRun(), [], 'this run left nothing behind');
-});
-
-function explain(result: ExecResult): string {
-  return `exit ${String(result.exitCode)}, signal ${String(result.signal)}\n--- stdout ---\n${result.stdout}\n--- stderr ---\n${result.stderr}`;
-}
+useRunTestHooks();
 
 async function waitFor(
   what: string,

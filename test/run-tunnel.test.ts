@@ -7,8 +7,7 @@
 import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import { leftoversOfThisRun, NetnsHarness, requireRoot } from './harness/netns.js';
-import type { ExecResult } from './harness/netns.js';
+import { NetnsHarness, requireRoot } from './harness/netns.js';
 import {
   createInternetTopology,
   DNS,
@@ -25,12 +24,14 @@ import {
 import type { InternetTopology } from './harness/internet.js';
 import { selectImpls } from './harness/pairs.js';
 import {
-  allowTunForEveryone,
   createRunUser,
   spawnWarrenRun,
   waitForNoLeftovers,
   warrenRun,
   writeUserFile,
+  explain,
+  findings,
+  useRunTestHooks,
 } from './harness/warren-run.js';
 import type { RunUser } from './harness/warren-run.js';
 
@@ -39,29 +40,7 @@ const SERVER_IMPLS = selectImpls(['wireguard-go', 'warren-wg']);
 
 requireRoot();
 
-let restoreTun: (() => Promise<void>) | undefined;
-before(async () => {
-  restoreTun = await allowTunForEveryone();
-});
-after(async () => {
-  await restoreTun?.();
-  assert.deepEqual(await leftoversOfThisRun(), [], 'this run left nothing behind');
-});
-
-/** A run's status and output, for assertion messages. */
-function explain(result: ExecResult): string {
-  return `exit ${String(result.exitCode)}, signal ${String(result.signal)}\n--- stdout ---\n${result.stdout}\n--- stderr ---\n${result.stderr}`;
-}
-
-/** Lines "KEY=VALUE" of a run's stdout as a map (the test scripts print their findings so). */
-function findings(result: ExecResult): Map<string, string> {
-  const map = new Map<string, string>();
-  for (const line of result.stdout.split('\n')) {
-    const at = line.indexOf('=');
-    if (at > 0) map.set(line.slice(0, at), line.slice(at + 1));
-  }
-  return map;
-}
+useRunTestHooks();
 
 /** What the HTTP server says it saw, in the body it returns. */
 function seenFrom(address: string): string {

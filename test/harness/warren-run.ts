@@ -15,10 +15,12 @@
  * namespace `ip netns exec` creates (its / is a slave mount, so nothing
  * propagates to the host). The host's /etc is never written.
  */
+import assert from 'node:assert/strict';
 import { chmod, chown, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { after, before } from 'node:test';
 import { join } from 'node:path';
 import { DNS } from './internet.js';
-import { runCommand } from './netns.js';
+import { leftoversOfThisRun, runCommand } from './netns.js';
 import type { ExecOptions, ExecResult, NetnsHarness, TrackedProcess } from './netns.js';
 import { runtimeRoot } from './runtime.js';
 
@@ -314,4 +316,34 @@ export async function userCanRead(user: RunUser, path: string): Promise<boolean>
     { allowFailure: true },
   );
   return test.exitCode === 0;
+}
+
+/**
+ * The hooks every `warren run` test file needs: /dev/net/tun usable by the test
+ * user while the file runs (restored after), and nothing of the run left behind.
+ */
+export function useRunTestHooks(): void {
+  let restoreTun: (() => Promise<void>) | undefined;
+  before(async () => {
+    restoreTun = await allowTunForEveryone();
+  });
+  after(async () => {
+    await restoreTun?.();
+    assert.deepEqual(await leftoversOfThisRun(), [], 'this run left nothing behind');
+  });
+}
+
+/** A run's status and output, for assertion messages. */
+export function explain(result: ExecResult): string {
+  return `exit ${String(result.exitCode)}, signal ${String(result.signal)}\n--- stdout ---\n${result.stdout}\n--- stderr ---\n${result.stderr}`;
+}
+
+/** Lines "KEY=VALUE" of a run's stdout as a map (the test scripts print their findings so). */
+export function findings(result: ExecResult): Map<string, string> {
+  const map = new Map<string, string>();
+  for (const line of result.stdout.split('\n')) {
+    const at = line.indexOf('=');
+    if (at > 0) map.set(line.slice(0, at), line.slice(at + 1));
+  }
+  return map;
 }
