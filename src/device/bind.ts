@@ -36,6 +36,30 @@ interface Socket {
   watcher: native.Watcher;
 }
 
+function errnoCode(error: unknown): string | undefined {
+  return (error as NodeJS.ErrnoException | undefined)?.code;
+}
+
+/** An IPv4 socket on `port` and, where the host has IPv6, an IPv6 one on the same port. */
+function openPair(port: number): { fd: number; family: 4 | 6; port: number }[] {
+  const v4 = native.udpOpen(4, port);
+  const opened: { fd: number; family: 4 | 6; port: number }[] = [
+    { fd: v4.fd, family: 4, port: v4.port },
+  ];
+  try {
+    const v6 = native.udpOpen(6, v4.port);
+    opened.push({ fd: v6.fd, family: 6, port: v6.port });
+  } catch (error) {
+    const code = errnoCode(error);
+    // A host without IPv6 still works over IPv4.
+    if (code !== 'EAFNOSUPPORT' && code !== 'EADDRNOTAVAIL') {
+      native.close(v4.fd);
+      throw error;
+    }
+  }
+  return opened;
+}
+
 export class UdpBind {
   private sockets: Socket[] = [];
   private readonly buffer = Buffer.allocUnsafe(SLOT_SIZE * BATCH);
@@ -65,30 +89,28 @@ export class UdpBind {
 
   /** (Re)open both sockets on `port` (0: any free port); returns the bound port. */
   open(port: number, mark: number): number {
-    for (let attempt = 0; ; attempt++) {
-      const opened: { fd: number; family: 4 | 6 }[] = [];
+    for (let attempt = 1; ; attempt++) {
+      let opened: { fd: number; family: 4 | 6; port: number }[];
       try {
-        const v4 = native.udpOpen(4, port);
-        opened.push({ fd: v4.fd, family: 4 });
-        try {
-          const v6 = native.udpOpen(6, v4.port);
-          opened.push({ fd: v6.fd, family: 6 });
-        } catch (error) {
-          // A host without IPv6 still works over IPv4; a taken random port is retried.
-          const code = (error as NodeJS.ErrnoException).code;
-          if (code === 'EADDRINUSE' && port === 0 && attempt < BIND_ATTEMPTS) throw error;
-          if (code !== 'EAFNOSUPPORT' && code !== 'EADDRNOTAVAIL') throw error;
-        }
-        if (mark !== 0) for (const s of opened) native.udpSetMark(s.fd, mark);
-        this.closeSockets();
-        this.sockets = opened.map((s) => ({ ...s, watcher: this.watch(s.fd, s.family) }));
-        return v4.port;
+        opened = openPair(port);
       } catch (error) {
-        for (const s of opened) native.close(s.fd);
-        const code = (error as NodeJS.ErrnoException).code;
-        if (code === 'EADDRINUSE' && port === 0 && attempt < BIND_ATTEMPTS) continue;
+        // With a random port, IPv6 may find the port IPv4 got already taken: try another.
+        if (port === 0 && attempt < BIND_ATTEMPTS && errnoCode(error) === 'EADDRINUSE') continue;
         throw error;
       }
+      try {
+        if (mark !== 0) for (const s of opened) native.udpSetMark(s.fd, mark);
+      } catch (error) {
+        for (const s of opened) native.close(s.fd);
+        throw error;
+      }
+      this.closeSockets();
+      this.sockets = opened.map((s) => ({
+        fd: s.fd,
+        family: s.family,
+        watcher: this.watch(s.fd, s.family),
+      }));
+      return opened[0]?.port ?? port;
     }
   }
 

@@ -3,7 +3,7 @@
  * sockets and the UAPI handler. All I/O is here; the protocol is in ../wireguard.
  */
 import { performance } from 'node:perf_hooks';
-import { Engine, type EngineOutput } from '../wireguard/engine.js';
+import { diagnostics, Engine, type DropEvent, type EngineOutput } from '../wireguard/engine.js';
 import type { Endpoint } from '../wireguard/endpoint.js';
 import { isZeroKey } from '../wireguard/keys.js';
 import type { Peer } from '../wireguard/peer.js';
@@ -57,6 +57,15 @@ export class Device implements UapiHandler {
       },
       () => {
         this.bind.flush();
+      },
+      (error) => {
+        // The datagrams are lost, as on a NIC; say so on the drop channel (logged at verbose).
+        if (diagnostics.drop.hasSubscribers) {
+          diagnostics.drop.publish({
+            peer: null,
+            reason: `UDP send failed: ${error instanceof Error ? error.message : String(error)}`,
+          } satisfies DropEvent);
+        }
       },
     );
     tun.start(
