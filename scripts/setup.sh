@@ -15,7 +15,8 @@ packages=(
   wireguard-go     # the reference userspace implementation the tests and benchmarks compare against
   iproute2 util-linux iputils-ping
   iperf3           # throughput through the tunnel
-  ncat tcpdump nftables
+  ncat tcpdump nftables curl
+  openssl          # the relay's --dev-ca makes its local CA with it
   golang-go golang-github-hashicorp-yamux-dev  # a Go yamux peer the relay's multiplexer is tested against
   make g++ python3 # node-gyp builds the C addon
 )

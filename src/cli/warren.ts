@@ -5,6 +5,8 @@
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { exposeCommand } from './expose.js';
+import { relayCommand } from './relay.js';
 import { runCommand } from './run.js';
 import { VERSION } from './version.js';
 
@@ -18,6 +20,10 @@ Commands:
                      WireGuard tunnel (wg-quick config or --wg-* flags)
   wg [-f] IFNAME     run a userspace WireGuard interface (same as warren-wg;
                      configure it with wg(8) / wg-quick(8))
+  relay ...          run the public tunnel relay (agents connect over TLS);
+                     'warren relay token create' issues agent tokens
+  expose http|tcp PORT --relay HOST --token T
+                     publish a local port through a relay
   help               show this help
   version            print the version
 
@@ -38,6 +44,12 @@ switch (command) {
     break;
   case 'run':
     process.exitCode = await runCommand(rest);
+    break;
+  case 'relay':
+    process.exitCode = await relayCommand(rest);
+    break;
+  case 'expose':
+    process.exitCode = await exposeCommand(rest);
     break;
   case 'wg': {
     const script = fileURLToPath(new URL('./warren-wg.js', import.meta.url));

@@ -1,0 +1,449 @@
+/**
+ * The tunnel against its peers, all on 127.0.0.1 and measured in the same run
+ * (DESIGN.md: benchmarks print ratios against a peer run in the same invocation):
+ *
+ *   HTTP requests/s (wrk, keep-alive):  direct to the local server
+ *                                       through warren relay + expose (TLS, yamux)
+ *                                       through `ssh -R` (OpenSSH sshd + ssh)
+ *   one TCP stream (iperf3):            direct, and through a warren TCP tunnel
+ *
+ *   node dist/bench/relay.js [--seconds N] [--connections N]
+ *
+ * Needs wrk, iperf3, openssh-server (sshd) and openssh-client, and root: sshd
+ * is started by the bench on a high port with its own config, host key and
+ * authorized key in a temporary directory (no system sshd is touched), and
+ * `ssh -R` logs in to it as root with a throw-away key.
+ *
+ * Relay, agent and the local server each run in their own process, as they
+ * would in production; so do sshd and ssh.
+ */
+import { execFile, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import type { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs, promisify } from 'node:util';
+import { Agent } from '../src/relay/agent.js';
+import { ensureDevCertificate } from '../src/relay/dev-ca.js';
+import { Relay } from '../src/relay/relay.js';
+import { createToken } from '../src/relay/token.js';
+import { loadOrCreateSecret } from '../src/relay/token-store.js';
+
+const run = promisify(execFile);
+const SELF = fileURLToPath(import.meta.url);
+const DOMAIN = 'bench.test';
+const LOOPBACK = '127.0.0.1';
+
+// ---- roles (child processes) ------------------------------------------------------------
+
+/** A minimal keep-alive HTTP responder: one fixed response per request head. */
+async function roleLocal(): Promise<void> {
+  const body = 'hello from the local service\n';
+  const response = Buffer.from(
+    `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+  );
+  const server = createServer({ noDelay: true }, (socket: Socket) => {
+    let carry = '';
+    socket.on('error', () => undefined);
+    socket.on('data', (chunk: Buffer) => {
+      // wrk's GETs have no body: count head terminators.
+      const text = carry + chunk.toString('latin1');
+      let from = 0;
+      const replies: Buffer[] = [];
+      for (let at = text.indexOf('\r\n\r\n'); at >= 0; at = text.indexOf('\r\n\r\n', from)) {
+        replies.push(response);
+        from = at + 4;
+      }
+      carry = text.slice(from);
+      if (replies.length > 0)
+        socket.write(replies.length === 1 ? response : Buffer.concat(replies));
+    });
+  });
+  server.listen(0, LOOPBACK);
+  await once(server, 'listening');
+  const address = server.address();
+  process.stdout.write(
+    `${JSON.stringify({ port: typeof address === 'object' ? address?.port : 0 })}\n`,
+  );
+}
+
+async function roleRelay(dir: string): Promise<void> {
+  const cert = await ensureDevCertificate(dir, DOMAIN);
+  const relay = await Relay.start({
+    domain: DOMAIN,
+    dataDir: dir,
+    tls: { cert: cert.cert, key: cert.key },
+    agentListen: { host: LOOPBACK, port: 0 },
+    httpListen: { host: LOOPBACK, port: 0 },
+    tcpHost: LOOPBACK,
+    tcpPorts: [44000, 44999],
+    // A benchmark, not an attack: no per-tunnel rate limit in the way.
+    limits: { requestsPerSecond: 1e9, requestBurst: 1e9, maxConnectionsPerIp: 100_000 },
+  });
+  process.stdout.write(
+    `${JSON.stringify({ agent: relay.address('agent')?.port, http: relay.address('http')?.port })}\n`,
+  );
+  process.on('SIGTERM', () => {
+    void relay.close({ drainTimeoutMs: 0 }).then(() => process.exit(0));
+  });
+}
+
+async function roleAgent(
+  dir: string,
+  agentPort: number,
+  localPort: number,
+  iperfPort: number,
+): Promise<void> {
+  const secret = await loadOrCreateSecret(dir);
+  const { token } = createToken(secret, { name: 'bench', subdomains: ['app'], tcp: true });
+  const agent = new Agent({
+    relayHost: LOOPBACK,
+    relayPort: agentPort,
+    servername: DOMAIN,
+    ca: await readFile(join(dir, 'dev-ca', 'ca.crt')),
+    token,
+    tunnels: [
+      { proto: 'http', localPort, subdomain: 'app' },
+      { proto: 'tcp', localPort: iperfPort },
+    ],
+  });
+  agent.start();
+  const tunnels = await agent.ready();
+  process.stdout.write(`${JSON.stringify({ tcp: tunnels[1]?.port })}\n`);
+  process.on('SIGTERM', () => {
+    void agent.close().then(() => process.exit(0));
+  });
+}
+
+// ---- orchestration ----------------------------------------------------------------------
+
+const children: ChildProcess[] = [];
+
+/** WARREN_BENCH_PROFILE=DIR: the relay and agent processes write V8 CPU profiles there. */
+const PROFILE_DIR = process.env.WARREN_BENCH_PROFILE;
+
+function startChild(command: string, args: string[]): ChildProcess {
+  const profiled =
+    PROFILE_DIR !== undefined && command === process.execPath && /relay|agent/.test(args[2] ?? '');
+  const child = spawn(
+    command,
+    profiled ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`, ...args] : args,
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  children.push(child);
+  return child;
+}
+
+async function firstJsonLine<T>(child: ChildProcess, what: string): Promise<T> {
+  let buffered = '';
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  return new Promise((resolve, reject) => {
+    child.stdout?.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString();
+      const line = buffered.split('\n').find((candidate) => candidate.startsWith('{'));
+      if (line !== undefined) resolve(JSON.parse(line) as T);
+    });
+    child.once('exit', (code) => {
+      reject(new Error(`${what} exited (${String(code)}): ${stderr}`));
+    });
+  });
+}
+
+async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
+  const { connect } = await import('node:net');
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, LOOPBACK);
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => {
+        resolve(false);
+      });
+    });
+    if (ok) return;
+    if (performance.now() > deadline) throw new Error(`nothing listens on ${port}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, LOOPBACK);
+  await once(server, 'listening');
+  const address = server.address();
+  server.close();
+  return typeof address === 'object' && address !== null ? address.port : 0;
+}
+
+async function wrk(
+  url: string,
+  host: string,
+  seconds: number,
+  connections: number,
+): Promise<number> {
+  const { stdout } = await run('wrk', [
+    '-t1',
+    `-c${connections}`,
+    `-d${seconds}s`,
+    '-H',
+    `Host: ${host}`,
+    url,
+  ]);
+  const match = /Requests\/sec:\s+([\d.]+)/.exec(stdout);
+  const errors = /Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)/.exec(stdout);
+  if (match === null) throw new Error(`wrk printed no rate:\n${stdout}`);
+  if (errors !== null) process.stderr.write(`wrk ${url}: ${errors[0]}\n`);
+  return Number(match[1]);
+}
+
+async function iperf(port: number, seconds: number): Promise<number> {
+  const { stdout } = await run(
+    'iperf3',
+    ['-c', LOOPBACK, '-p', String(port), '-t', String(seconds), '-J'],
+    {
+      maxBuffer: 16 * 1024 * 1024,
+    },
+  );
+  const result = JSON.parse(stdout) as { end?: { sum_received?: { bits_per_second?: number } } };
+  const bits = result.end?.sum_received?.bits_per_second;
+  if (bits === undefined) throw new Error(`iperf3 printed no result: ${stdout.slice(0, 500)}`);
+  return bits;
+}
+
+/** CPU seconds (user + system) a process and its descendants used so far, from /proc. */
+async function cpuSeconds(pids: readonly number[]): Promise<number> {
+  const ticksPerSecond = 100; // USER_HZ on Linux
+  let total = 0;
+  const seen = new Set<number>();
+  const visit = async (pid: number): Promise<void> => {
+    if (seen.has(pid)) return;
+    seen.add(pid);
+    try {
+      const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      total += (Number(fields[11]) + Number(fields[12])) / ticksPerSecond;
+      const children = await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8');
+      for (const child of children.split(' ').filter((text) => text.length > 0)) {
+        await visit(Number(child));
+      }
+    } catch {
+      // The process is gone.
+    }
+  };
+  for (const pid of pids) await visit(pid);
+  return total;
+}
+
+async function startSsh(
+  dir: string,
+  localPort: number,
+  iperfPort: number,
+): Promise<{ http: number; iperf: number; pids: number[] }> {
+  if (process.getuid?.() !== 0) throw new Error('the ssh -R comparison needs root (sshd)');
+  const sshDir = join(dir, 'ssh');
+  await mkdir(sshDir, { mode: 0o700 });
+  // sshd refuses to start without its privilege separation directory.
+  await mkdir('/run/sshd', { recursive: true, mode: 0o755 });
+  await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(sshDir, 'host_key')]);
+  await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(sshDir, 'client_key')]);
+  await writeFile(join(sshDir, 'authorized_keys'), await readFile(join(sshDir, 'client_key.pub')), {
+    mode: 0o600,
+  });
+  const sshPort = await freePort();
+  const config = join(sshDir, 'sshd_config');
+  await writeFile(
+    config,
+    [
+      `Port ${sshPort}`,
+      `ListenAddress ${LOOPBACK}`,
+      `HostKey ${join(sshDir, 'host_key')}`,
+      `AuthorizedKeysFile ${join(sshDir, 'authorized_keys')}`,
+      `PidFile ${join(sshDir, 'sshd.pid')}`,
+      'PermitRootLogin prohibit-password',
+      'PasswordAuthentication no',
+      'KbdInteractiveAuthentication no',
+      'UsePAM no',
+      'StrictModes no',
+      'AllowTcpForwarding remote',
+      'GatewayPorts no',
+      'PrintMotd no',
+      '',
+    ].join('\n'),
+  );
+  const sshd = startChild('/usr/sbin/sshd', ['-D', '-e', '-f', config]);
+  await waitForPort(sshPort);
+  const remotePort = await freePort();
+  const remoteIperfPort = await freePort();
+  const ssh = startChild('ssh', [
+    '-N',
+    '-i',
+    join(sshDir, 'client_key'),
+    '-p',
+    String(sshPort),
+    '-o',
+    'StrictHostKeyChecking=no',
+    '-o',
+    `UserKnownHostsFile=${join(sshDir, 'known_hosts')}`,
+    '-o',
+    'ExitOnForwardFailure=yes',
+    '-o',
+    'BatchMode=yes',
+    '-R',
+    `${LOOPBACK}:${remotePort}:${LOOPBACK}:${localPort}`,
+    '-R',
+    `${LOOPBACK}:${remoteIperfPort}:${LOOPBACK}:${iperfPort}`,
+    `root@${LOOPBACK}`,
+  ]);
+  await waitForPort(remotePort);
+  await waitForPort(remoteIperfPort);
+  return {
+    http: remotePort,
+    iperf: remoteIperfPort,
+    pids: [sshd.pid ?? 0, ssh.pid ?? 0],
+  };
+}
+
+function ratio(a: number, b: number): string {
+  return b === 0 ? 'n/a' : (a / b).toFixed(2);
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    args: process.argv.slice(2),
+    options: {
+      role: { type: 'string' },
+      dir: { type: 'string' },
+      'agent-port': { type: 'string' },
+      'local-port': { type: 'string' },
+      'iperf-port': { type: 'string' },
+      seconds: { type: 'string', default: '5' },
+      connections: { type: 'string', default: '50' },
+    },
+    strict: true,
+  });
+  switch (values.role) {
+    case 'local':
+      await roleLocal();
+      return;
+    case 'relay':
+      await roleRelay(values.dir ?? '');
+      return;
+    case 'agent':
+      await roleAgent(
+        values.dir ?? '',
+        Number(values['agent-port']),
+        Number(values['local-port']),
+        Number(values['iperf-port']),
+      );
+      return;
+    case undefined:
+      break;
+    default:
+      throw new Error(`unknown role ${values.role}`);
+  }
+
+  const seconds = Number(values.seconds);
+  const connections = Number(values.connections);
+  const dir = await mkdtemp(join(tmpdir(), 'warren-bench-relay-'));
+  try {
+    const local = await firstJsonLine<{ port: number }>(
+      startChild(process.execPath, [SELF, '--role', 'local']),
+      'local server',
+    );
+    const relayProcess = startChild(process.execPath, [SELF, '--role', 'relay', '--dir', dir]);
+    const relay = await firstJsonLine<{ agent: number; http: number }>(relayProcess, 'relay');
+    const iperfPort = await freePort();
+    startChild('iperf3', ['-s', '-p', String(iperfPort), '--bind', LOOPBACK]);
+    await waitForPort(iperfPort);
+    const agentProcess = startChild(process.execPath, [
+      SELF,
+      '--role',
+      'agent',
+      '--dir',
+      dir,
+      '--agent-port',
+      String(relay.agent),
+      '--local-port',
+      String(local.port),
+      '--iperf-port',
+      String(iperfPort),
+    ]);
+    const agent = await firstJsonLine<{ tcp: number }>(agentProcess, 'agent');
+    const ssh = await startSsh(dir, local.port, iperfPort);
+    const tunnelPids = [relayProcess.pid ?? 0, agentProcess.pid ?? 0];
+
+    const directUrl = `http://${LOOPBACK}:${local.port}/`;
+    const tunnelUrl = `http://${LOOPBACK}:${relay.http}/`;
+    const sshUrl = `http://${LOOPBACK}:${ssh.http}/`;
+    const host = `app.${DOMAIN}`;
+    // Warm up each path (TLS/yamux windows, JIT, ssh channels).
+    for (const url of [directUrl, tunnelUrl, sshUrl]) await wrk(url, host, 1, connections);
+    /** Runs `measure` and returns its result with the CPU seconds `pids` used meanwhile. */
+    const withCpu = async <T>(
+      pids: readonly number[],
+      measure: () => Promise<T>,
+    ): Promise<[T, number]> => {
+      const before = await cpuSeconds(pids);
+      const result = await measure();
+      return [result, (await cpuSeconds(pids)) - before];
+    };
+    const direct = await wrk(directUrl, host, seconds, connections);
+    const [tunnel, tunnelCpu] = await withCpu(tunnelPids, () =>
+      wrk(tunnelUrl, host, seconds, connections),
+    );
+    const [viaSsh, sshCpu] = await withCpu(ssh.pids, () => wrk(sshUrl, host, seconds, connections));
+
+    const iperfDirect = await iperf(iperfPort, seconds);
+    const iperfTunnel = await iperf(agent.tcp, seconds);
+    const iperfSsh = await iperf(ssh.iperf, seconds);
+
+    const line = (name: string, value: string): void => {
+      process.stdout.write(`${name.padEnd(44)}${value}\n`);
+    };
+    const perRequest = (cpu: number, rate: number): string =>
+      `${((cpu / (rate * seconds)) * 1e6).toFixed(1)} µs CPU per request`;
+    process.stdout.write(
+      `\nHTTP, wrk -c${connections} for ${seconds} s (keep-alive, tiny responses)\n`,
+    );
+    line('  direct to the local server', `${direct.toFixed(0)} req/s`);
+    line(
+      '  through warren relay + expose',
+      `${tunnel.toFixed(0)} req/s  (${perRequest(tunnelCpu, tunnel)}, relay + agent)`,
+    );
+    line(
+      '  through ssh -R',
+      `${viaSsh.toFixed(0)} req/s  (${perRequest(sshCpu, viaSsh)}, sshd + ssh)`,
+    );
+    line('  warren ÷ ssh -R', ratio(tunnel, viaSsh));
+    line('  warren ÷ direct', ratio(tunnel, direct));
+    process.stdout.write(`\nOne TCP stream, iperf3 for ${seconds} s\n`);
+    line('  direct', `${(iperfDirect / 1e9).toFixed(2)} Gbit/s`);
+    line('  through a warren TCP tunnel', `${(iperfTunnel / 1e9).toFixed(2)} Gbit/s`);
+    line('  through ssh -R (reference)', `${(iperfSsh / 1e9).toFixed(2)} Gbit/s`);
+    line('  warren ÷ direct', ratio(iperfTunnel, iperfDirect));
+    line('  warren ÷ ssh -R', ratio(iperfTunnel, iperfSsh));
+  } finally {
+    const running = (child: ChildProcess): boolean =>
+      child.exitCode === null && child.signalCode === null;
+    for (const child of children.reverse()) {
+      if (!running(child)) continue;
+      child.kill('SIGTERM');
+      await Promise.race([
+        once(child, 'exit'),
+        new Promise((resolve) => setTimeout(resolve, 2_000)),
+      ]);
+      if (running(child)) child.kill('SIGKILL');
+    }
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+await main();

@@ -1,0 +1,218 @@
+/**
+ * `warren expose …`: argument parsing and printing only; the agent is
+ * ../relay/agent.ts.
+ */
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { readFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { Agent } from '../relay/agent.js';
+import type { TunnelSpec, TunnelStatus } from '../relay/agent.js';
+import { parseAgentConfig, parseHostPort } from '../relay/agent-config.js';
+import type { AgentConfigFile } from '../relay/agent-config.js';
+import { agentDiagnostics } from '../relay/diagnostics.js';
+import type { AgentStreamErrorEvent } from '../relay/diagnostics.js';
+import { RelayConfigError, RelayError } from '../relay/errors.js';
+import { isValidSubdomain } from '../relay/token.js';
+
+export const TOKEN_ENV = 'WARREN_RELAY_TOKEN';
+
+export const EXPOSE_USAGE = `Usage: warren expose http PORT --relay HOST[:PORT] [OPTIONS]
+       warren expose tcp PORT  --relay HOST[:PORT] [OPTIONS]
+       warren expose --config FILE
+
+Make a local port public through a warren relay: http PORT becomes
+https://NAME.DOMAIN, tcp PORT becomes DOMAIN:PUBLIC_PORT. The agent keeps the
+connection up, reconnecting with backoff, and keeps its URLs across relay restarts.
+
+Options:
+      --relay HOST[:PORT]      the relay (agent port, default 443)
+      --token TOKEN            the token from 'warren relay token create'
+      --token-file FILE        read the token from FILE (or set ${TOKEN_ENV})
+      --subdomain NAME         http: ask for NAME.DOMAIN (default: what the token gives)
+      --remote-port N          tcp: ask for this public port
+      --local-host HOST        where the local service listens (default 127.0.0.1)
+      --ca FILE                trust this CA for the relay's certificate (private/dev CA)
+      --server-name NAME       the name the relay's certificate carries (default: HOST)
+  -c, --config FILE            several tunnels from a JSON file:
+                               {"relay": "HOST[:PORT]", "tokenFile": "…", "ca": "…",
+                                "tunnels": [{"http": 3000, "subdomain": "app"}, {"tcp": 5432}]}
+  -v, --verbose                report failed local connections
+  -h, --help                   show this help
+`;
+
+function report(line: string): void {
+  process.stderr.write(`warren expose: ${line}\n`);
+}
+
+function usageError(message: string): number {
+  process.stderr.write(`warren expose: ${message}\n\nRun 'warren expose --help' for usage.\n`);
+  return 2;
+}
+
+function parseLocalPort(text: string | undefined): number {
+  const port = Number(text);
+  if (text === undefined || !/^\d{1,5}$/.test(text) || port < 1 || port > 65535) {
+    throw new RelayConfigError(`'${text ?? ''}' is not a local port (1-65535)`);
+  }
+  return port;
+}
+
+function describeTarget(spec: TunnelSpec): string {
+  const host = spec.localHost ?? '127.0.0.1';
+  return spec.proto === 'http' ? `http://${host}:${spec.localPort}` : `${host}:${spec.localPort}`;
+}
+
+export async function exposeCommand(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: true,
+      options: {
+        relay: { type: 'string' },
+        token: { type: 'string' },
+        'token-file': { type: 'string' },
+        subdomain: { type: 'string' },
+        'remote-port': { type: 'string' },
+        'local-host': { type: 'string' },
+        ca: { type: 'string' },
+        'server-name': { type: 'string' },
+        config: { type: 'string', short: 'c' },
+        verbose: { type: 'boolean', short: 'v' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (error) {
+    return usageError(error instanceof Error ? error.message : String(error));
+  }
+  const { values, positionals } = parsed;
+  if (values.help === true) {
+    process.stdout.write(EXPOSE_USAGE);
+    return 0;
+  }
+
+  let config: AgentConfigFile = { tunnels: [] };
+  let tunnels: TunnelSpec[];
+  let relayHost: string;
+  let relayPort: number;
+  let token: string;
+  let ca: Buffer | undefined;
+  try {
+    if (values.config !== undefined) {
+      if (positionals.length > 0) {
+        return usageError('give tunnels either on the command line or in --config, not both');
+      }
+      config = parseAgentConfig(await readFile(values.config, 'utf8'));
+      tunnels = [...config.tunnels];
+    } else {
+      const [kind, portText, ...extra] = positionals;
+      if (kind !== 'http' && kind !== 'tcp') {
+        return usageError(`say what to expose: 'http PORT' or 'tcp PORT'`);
+      }
+      if (extra.length > 0) return usageError(`unexpected argument '${extra[0] ?? ''}'`);
+      const localPort = parseLocalPort(portText);
+      const localHost = values['local-host'];
+      const host = localHost === undefined ? {} : { localHost };
+      if (kind === 'http') {
+        if (values['remote-port'] !== undefined) return usageError('--remote-port is for tcp');
+        const subdomain = values.subdomain?.toLowerCase();
+        if (subdomain !== undefined && !isValidSubdomain(subdomain)) {
+          return usageError(`--subdomain: '${subdomain}' is not a DNS label`);
+        }
+        tunnels = [
+          { proto: 'http', localPort, ...host, ...(subdomain === undefined ? {} : { subdomain }) },
+        ];
+      } else {
+        if (values.subdomain !== undefined) return usageError('--subdomain is for http');
+        const remote = values['remote-port'];
+        tunnels = [
+          {
+            proto: 'tcp',
+            localPort,
+            ...host,
+            ...(remote === undefined ? {} : { remotePort: parseLocalPort(remote) }),
+          },
+        ];
+      }
+    }
+    const relayText = values.relay ?? config.relay;
+    if (relayText === undefined) return usageError('--relay HOST[:PORT] is required');
+    ({ host: relayHost, port: relayPort } = parseHostPort(relayText, 443));
+
+    const tokenFile = values['token-file'] ?? config.tokenFile;
+    const tokenText =
+      values.token ??
+      (tokenFile === undefined ? undefined : await readFile(tokenFile, 'utf8')) ??
+      config.token ??
+      process.env[TOKEN_ENV];
+    if (tokenText === undefined || tokenText.trim().length === 0) {
+      return usageError(`a token is required: --token, --token-file or ${TOKEN_ENV}`);
+    }
+    token = tokenText.trim();
+    const caFile = values.ca ?? config.ca;
+    if (caFile !== undefined) ca = await readFile(caFile);
+  } catch (error) {
+    if (error instanceof RelayConfigError) return usageError(error.message);
+    report(error instanceof Error ? error.message : String(error));
+    return 1;
+  }
+
+  const serverName = values['server-name'] ?? config.serverName;
+  const agent = new Agent({
+    relayHost,
+    relayPort,
+    token,
+    tunnels,
+    ...(serverName === undefined ? {} : { servername: serverName }),
+    ...(ca === undefined ? {} : { ca }),
+  });
+  const onStreamError = (message: unknown): void => {
+    const event = message as AgentStreamErrorEvent;
+    report(`a connection could not be served: ${event.error.message}`);
+  };
+  if (values.verbose === true) subscribe(agentDiagnostics.streamError.name, onStreamError);
+  agent.on('connected', (info) => {
+    report(
+      `connected to ${relayHost}:${relayPort} (domain ${info.domain}, token '${info.tokenName}')`,
+    );
+  });
+  agent.on('tunnel', (status: TunnelStatus) => {
+    process.stdout.write(`${status.url ?? ''} -> ${describeTarget(status.spec)}\n`);
+  });
+  agent.on('tunnel-refused', (status: TunnelStatus, permanent: boolean) => {
+    report(
+      `${describeTarget(status.spec)}: refused by the relay: ${status.error?.message ?? 'unknown reason'}` +
+        (permanent ? '' : ' (retrying)'),
+    );
+  });
+  agent.on('disconnected', (error, retryInMs) => {
+    report(
+      `${error === undefined ? 'disconnected' : error.message}; reconnecting in ${(retryInMs / 1000).toFixed(1)} s`,
+    );
+  });
+
+  let stop: ((signal: NodeJS.Signals) => void) | undefined;
+  const exitCode = await new Promise<number>((resolve) => {
+    stop = (signal: NodeJS.Signals): void => {
+      report(`${signal}: closing`);
+      void agent.close().then(() => {
+        resolve(0);
+      });
+    };
+    agent.on('fatal', (error: RelayError) => {
+      report(`giving up: ${error.message} (${error.code})`);
+      resolve(1);
+    });
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+    agent.start();
+  });
+  if (stop !== undefined) {
+    process.off('SIGTERM', stop);
+    process.off('SIGINT', stop);
+  }
+  if (values.verbose === true) unsubscribe(agentDiagnostics.streamError.name, onStreamError);
+  await agent.close();
+  return exitCode;
+}

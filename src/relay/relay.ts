@@ -1,0 +1,1334 @@
+/**
+ * `warren relay`: the public side of the tunnel service (issue 4).
+ *
+ * Agents connect over TLS to the agent listener, open a yamux session (the
+ * relay is the yamux server), authenticate with a capability token on the
+ * control stream (./control.ts) and ask for tunnels. Public traffic comes in on
+ * the HTTP/HTTPS listeners, routed by Host to `<name>.<domain>`
+ * (./public-http.ts), and on one TCP port per TCP tunnel; each client
+ * connection becomes one yamux stream towards the agent that owns the tunnel.
+ *
+ * When the agent and HTTPS listeners are given the same address (the default,
+ * :443), one TLS port serves both: agents are told apart by ALPN
+ * ("warren-relay/1"), as ngrok and others share 443.
+ *
+ * Robustness (the seed's "a tunnel that crashes on malformed input takes down
+ * every customer on the same node"): every input, TLS garbage, a malformed
+ * yamux frame or control message, a slowloris client, fails only its own
+ * connection, with a typed error published on diagnostics_channel. Limits bound
+ * handshakes, authentication time, sessions, tunnels, streams, buffered bytes,
+ * header size and time, connections per IP and requests per tunnel. close()
+ * drains: stop accepting, let requests in flight finish until a deadline, then
+ * tell agents to reconnect later and close.
+ */
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer as createNetServer } from 'node:net';
+import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
+import type { Server as TlsServer, TLSSocket } from 'node:tls';
+import {
+  CONTROL_PROTOCOL_VERSION,
+  FrameDecoder,
+  encodeFrame,
+  parseAgentMessage,
+} from './control.js';
+import type {
+  AgentMessage,
+  HelloMessage,
+  OpenHttpMessage,
+  OpenTcpMessage,
+  RelayMessage,
+  StreamProto,
+} from './control.js';
+import type {
+  AgentConnectedEvent,
+  AgentDisconnectedEvent,
+  AgentRejectedEvent,
+  PublicRefusalEvent,
+  TunnelEvent,
+} from './diagnostics.js';
+import { relayDiagnostics } from './diagnostics.js';
+import {
+  AgentUnavailableError,
+  AuthTimeoutError,
+  ControlProtocolError,
+  HandshakeError,
+  NameInUseError,
+  NoPortAvailableError,
+  NotPermittedError,
+  RelayClosedError,
+  RelayConfigError,
+  RelayError,
+  RelayLimitError,
+  TokenExpiredError,
+  TokenRevokedError,
+  TokenStoreError,
+  isRemoteErrorCode,
+} from './errors.js';
+import { DEFAULT_HTTP_LIMITS } from './http1.js';
+import { Session, YamuxError } from './mux/index.js';
+import type { Stream } from './mux/index.js';
+import { PublicHttpConnection } from './public-http.js';
+import type { HttpRoute, HttpTunnelTarget } from './public-http.js';
+import { TokenBucket } from './rate-limit.js';
+import { chooseSubdomain, isValidSubdomain, tcpPortAllowed, verifyToken } from './token.js';
+import type { PortRange, TokenGrant } from './token.js';
+import { JsonFileTokenStore, loadOrCreateSecret } from './token-store.js';
+import type { TokenStore } from './token-store.js';
+
+/** The ALPN protocol id agents offer; it tells them apart on a shared TLS port. */
+export const AGENT_ALPN = 'warren-relay/1';
+
+export interface ListenAddress {
+  /** Undefined: all addresses (dual-stack). */
+  readonly host?: string;
+  readonly port: number;
+}
+
+export interface RelayLimits {
+  /** An agent's or HTTPS client's TLS handshake must finish within this (ms). */
+  readonly handshakeTimeoutMs: number;
+  /** An agent must authenticate within this after its handshake (ms). */
+  readonly authTimeoutMs: number;
+  /** Authenticated agent sessions at once. */
+  readonly maxSessions: number;
+  /** Agent connections that have not authenticated yet, at once. */
+  readonly maxUnauthenticated: number;
+  readonly maxTunnelsPerSession: number;
+  /** yamux streams per agent session: public connections to one agent at once. */
+  readonly maxStreamsPerSession: number;
+  /** yamux receive-window budget per agent session (bytes). */
+  readonly maxBufferedBytesPerSession: number;
+  /** yamux keepalive ping interval on agent sessions (ms; 0 off). */
+  readonly keepaliveIntervalMs: number;
+  /** Public connections (HTTP, HTTPS and TCP tunnels together) from one IP address. */
+  readonly maxConnectionsPerIp: number;
+  /** Public connections per listener. */
+  readonly maxPublicConnections: number;
+  readonly maxHeadBytes: number;
+  readonly maxHeaderCount: number;
+  /** Slowloris guard: a request head must be complete this soon after it starts (ms). */
+  readonly headersTimeoutMs: number;
+  /** A public connection with no traffic either way for this long is closed (ms). */
+  readonly idleTimeoutMs: number;
+  readonly maxPipelinedRequests: number;
+  /** Requests per second per HTTP tunnel (token bucket rate), and its burst. */
+  readonly requestsPerSecond: number;
+  readonly requestBurst: number;
+  /** New connections per second per TCP tunnel, and the burst. */
+  readonly tcpConnectionsPerSecond: number;
+  readonly tcpConnectionBurst: number;
+  /** How long a tunnel whose agent dropped answers 502 (not 404), in ms. */
+  readonly offlineMemoryMs: number;
+  /** How often live sessions' tokens are checked again (expiry, revocation), in ms. */
+  readonly tokenRecheckIntervalMs: number;
+}
+
+export const DEFAULT_RELAY_LIMITS: RelayLimits = {
+  handshakeTimeoutMs: 10_000,
+  authTimeoutMs: 10_000,
+  maxSessions: 1000,
+  maxUnauthenticated: 256,
+  maxTunnelsPerSession: 32,
+  maxStreamsPerSession: 1024,
+  maxBufferedBytesPerSession: 32 * 1024 * 1024,
+  keepaliveIntervalMs: 15_000,
+  maxConnectionsPerIp: 256,
+  maxPublicConnections: 10_000,
+  maxHeadBytes: DEFAULT_HTTP_LIMITS.maxHeadBytes,
+  maxHeaderCount: DEFAULT_HTTP_LIMITS.maxHeaderCount,
+  headersTimeoutMs: 10_000,
+  idleTimeoutMs: 120_000,
+  maxPipelinedRequests: 16,
+  requestsPerSecond: 200,
+  requestBurst: 400,
+  tcpConnectionsPerSecond: 50,
+  tcpConnectionBurst: 100,
+  offlineMemoryMs: 10 * 60_000,
+  tokenRecheckIntervalMs: 60_000,
+};
+
+export interface RelayOptions {
+  /** Tunnels are `<name>.<domain>`. */
+  readonly domain: string;
+  /** Holds the token secret and the token list. */
+  readonly dataDir: string;
+  /** PEM certificate (chain) and key: for the agent listener and HTTPS (a wildcard for *.domain). */
+  readonly tls: { readonly cert: string | Buffer; readonly key: string | Buffer };
+  readonly agentListen: ListenAddress;
+  readonly httpListen?: ListenAddress;
+  readonly httpsListen?: ListenAddress;
+  /** Where TCP tunnel ports listen (default: all addresses). */
+  readonly tcpHost?: string;
+  /** The ports TCP tunnels get (default 41000-41999). */
+  readonly tcpPorts?: PortRange;
+  /** Ports written in public URLs when they differ from the bound ones (behind NAT). */
+  readonly publicHttpPort?: number;
+  readonly publicHttpsPort?: number;
+  /** Default: a JsonFileTokenStore in dataDir. */
+  readonly tokenStore?: TokenStore;
+  readonly limits?: Partial<RelayLimits>;
+}
+
+export interface TunnelInfo {
+  readonly id: string;
+  readonly proto: 'http' | 'tcp';
+  /** Subdomain, or the port as a string. */
+  readonly name: string;
+  readonly url: string;
+  readonly sessionId: string;
+  readonly tokenName: string;
+  readonly openedAt: number;
+  readonly requests: number;
+  readonly connections: number;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+}
+
+export interface SessionInfo {
+  readonly id: string;
+  readonly remoteAddress: string;
+  readonly tokenId: string;
+  readonly tokenName: string;
+  readonly connectedAt: number;
+  readonly tunnels: readonly string[];
+}
+
+const DEFAULT_TCP_PORTS: PortRange = [41000, 41999];
+/** Control messages an agent may have in flight (waiting for the store) at once. */
+const MAX_QUEUED_CONTROL_MESSAGES = 64;
+/** After telling an agent why its session fails, how long until the connection is cut. */
+const FAIL_CLOSE_DELAY_MS = 1_000;
+/** Names remembered as offline, at most (oldest dropped first). */
+const MAX_OFFLINE_NAMES = 10_000;
+
+function resolveLimits(partial: Partial<RelayLimits> | undefined): RelayLimits {
+  const limits = { ...DEFAULT_RELAY_LIMITS, ...(partial ?? {}) };
+  for (const [key, value] of Object.entries(limits)) {
+    const minimum = key === 'keepaliveIntervalMs' ? 0 : 1;
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < minimum) {
+      throw new RelayConfigError(
+        `limits.${key} must be a number >= ${minimum}, got ${String(value)}`,
+      );
+    }
+  }
+  return limits;
+}
+
+function normalizeAddress(address: string | undefined): string {
+  if (address === undefined) return 'unknown';
+  return address.startsWith('::ffff:') ? address.slice(7) : address;
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function asRelayError(error: unknown): RelayError {
+  if (error instanceof RelayError) return error;
+  if (error instanceof YamuxError) {
+    return new ControlProtocolError(`multiplexing failed: ${error.message}`);
+  }
+  return new RelayError('ERR_RELAY_CONFIG', `unexpected failure: ${errorMessage(error)}`, {
+    cause: error,
+  });
+}
+
+function publish(
+  channel: { hasSubscribers: boolean; publish(message: unknown): void },
+  make: () => unknown,
+): void {
+  if (channel.hasSubscribers) channel.publish(make());
+}
+
+async function listen(server: NetServer, address: ListenAddress): Promise<void> {
+  server.listen({
+    port: address.port,
+    ...(address.host === undefined ? {} : { host: address.host }),
+  });
+  const listening = once(server, 'listening');
+  const failed = once(server, 'error').then(([error]) => {
+    throw error;
+  });
+  await Promise.race([listening, failed]);
+}
+
+// ---- tunnels ------------------------------------------------------------------------------
+
+interface TunnelBase {
+  readonly id: string;
+  readonly session: AgentSession;
+  readonly openedAt: number;
+  bytesIn: number;
+  bytesOut: number;
+  info(): TunnelInfo;
+  close(): void;
+}
+
+class HttpTunnel implements HttpTunnelTarget, TunnelBase {
+  readonly id = randomBytes(8).toString('hex');
+  readonly openedAt = Date.now();
+  bytesIn = 0;
+  bytesOut = 0;
+  requests = 0;
+  private readonly bucket: TokenBucket;
+
+  constructor(
+    readonly session: AgentSession,
+    readonly name: string,
+    readonly host: string,
+    readonly url: string,
+    limits: RelayLimits,
+  ) {
+    this.bucket = new TokenBucket(limits.requestsPerSecond, limits.requestBurst);
+  }
+
+  admitRequest(): boolean {
+    if (!this.bucket.take()) return false;
+    this.requests++;
+    return true;
+  }
+
+  openStream(proto: 'http' | 'https', remoteAddress: string, remotePort: number): Stream {
+    return this.session.openDataStream(this.id, proto, remoteAddress, remotePort);
+  }
+
+  countBytes(bytesIn: number, bytesOut: number): void {
+    this.bytesIn += bytesIn;
+    this.bytesOut += bytesOut;
+  }
+
+  info(): TunnelInfo {
+    return {
+      id: this.id,
+      proto: 'http',
+      name: this.name,
+      url: this.url,
+      sessionId: this.session.id,
+      tokenName: this.session.grant?.name ?? '',
+      openedAt: this.openedAt,
+      requests: this.requests,
+      connections: 0,
+      bytesIn: this.bytesIn,
+      bytesOut: this.bytesOut,
+    };
+  }
+
+  close(): void {
+    // Public connections already routed here end with their stream (session close).
+  }
+}
+
+class TcpTunnel implements TunnelBase {
+  readonly id = randomBytes(8).toString('hex');
+  readonly openedAt = Date.now();
+  bytesIn = 0;
+  bytesOut = 0;
+  connectionsTotal = 0;
+  /** Resolves when the listening socket is closed (its port free again). */
+  readonly serverClosed: Promise<void>;
+  private readonly bucket: TokenBucket;
+  private readonly sockets = new Set<Socket>();
+
+  constructor(
+    readonly session: AgentSession,
+    readonly port: number,
+    readonly url: string,
+    private readonly server: NetServer,
+    private readonly relay: Relay,
+    limits: RelayLimits,
+  ) {
+    this.bucket = new TokenBucket(limits.tcpConnectionsPerSecond, limits.tcpConnectionBurst);
+    this.serverClosed = new Promise((resolve) => {
+      server.once('close', () => {
+        resolve();
+      });
+    });
+    server.on('connection', (socket) => {
+      this.onConnection(socket);
+    });
+    server.on('error', () => {
+      // Accept errors (EMFILE…): the listener goes on.
+    });
+  }
+
+  get connectionCount(): number {
+    return this.sockets.size;
+  }
+
+  private onConnection(socket: Socket): void {
+    const remoteAddress = normalizeAddress(socket.remoteAddress);
+    if (!this.relay.admitPublic(socket, 'tcp')) return;
+    if (!this.bucket.take()) {
+      this.relay.refusePublic(
+        'tcp',
+        remoteAddress,
+        0,
+        new RelayLimitError(`too many new connections to port ${this.port}`),
+      );
+      socket.destroy();
+      return;
+    }
+    let stream: Stream;
+    try {
+      stream = this.session.openDataStream(this.id, 'tcp', remoteAddress, socket.remotePort ?? 0);
+    } catch (error) {
+      this.relay.refusePublic('tcp', remoteAddress, 0, asRelayError(error));
+      socket.destroy();
+      return;
+    }
+    this.connectionsTotal++;
+    this.sockets.add(socket);
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => {
+      this.bytesIn += chunk.length;
+    });
+    stream.on('data', (chunk: Buffer) => {
+      this.bytesOut += chunk.length;
+    });
+    socket.pipe(stream);
+    stream.pipe(socket);
+    socket.on('error', () => {
+      stream.destroy();
+    });
+    stream.on('error', () => {
+      socket.destroy();
+    });
+    socket.on('close', () => {
+      this.sockets.delete(socket);
+      // A clean close leaves the stream to flush what it still holds.
+      if (!socket.readableEnded) stream.destroy();
+    });
+  }
+
+  /** Stops accepting; existing connections go on until drained or destroyed. */
+  stopListening(): void {
+    this.server.close();
+  }
+
+  close(): void {
+    this.server.close();
+    for (const socket of this.sockets) socket.destroy();
+  }
+
+  info(): TunnelInfo {
+    return {
+      id: this.id,
+      proto: 'tcp',
+      name: String(this.port),
+      url: this.url,
+      sessionId: this.session.id,
+      tokenName: this.session.grant?.name ?? '',
+      openedAt: this.openedAt,
+      requests: 0,
+      connections: this.connectionsTotal,
+      bytesIn: this.bytesIn,
+      bytesOut: this.bytesOut,
+    };
+  }
+}
+
+type Tunnel = HttpTunnel | TcpTunnel;
+
+// ---- agent sessions ---------------------------------------------------------------------
+
+type SessionState = 'auth' | 'ready' | 'closed';
+
+class AgentSession {
+  readonly id = randomBytes(8).toString('hex');
+  readonly connectedAt = Date.now();
+  readonly remoteAddress: string;
+  readonly tunnels = new Map<string, Tunnel>();
+  grant: TokenGrant | null = null;
+  private readonly relay: Relay;
+  private readonly mux: Session;
+  private readonly decoder = new FrameDecoder();
+  private control: Stream | null = null;
+  private state: SessionState = 'auth';
+  private token = '';
+  private work: Promise<void> = Promise.resolve();
+  private queued = 0;
+  private failure: RelayError | undefined;
+  private authTimer: NodeJS.Timeout | null;
+
+  constructor(socket: TLSSocket, relay: Relay, limits: RelayLimits) {
+    this.relay = relay;
+    this.remoteAddress = normalizeAddress(socket.remoteAddress);
+    socket.setNoDelay(true);
+    this.mux = Session.server(socket, {
+      maxStreams: limits.maxStreamsPerSession,
+      maxBufferedBytes: limits.maxBufferedBytesPerSession,
+      keepaliveInterval: limits.keepaliveIntervalMs,
+      openTimeout: 10_000,
+    });
+    this.mux.on('stream', this.onStream);
+    this.mux.on('error', (error: YamuxError) => {
+      // Garbage or a protocol violation: the session is over; 'close' follows
+      // once the transport is closed (the peer's FIN, or yamux's close timeout).
+      this.failure ??= asRelayError(error);
+      this.markClosed();
+    });
+    this.mux.on('close', this.onClose);
+    this.authTimer = setTimeout(() => {
+      this.authTimer = null;
+      this.fail(new AuthTimeoutError(`no authentication within ${limits.authTimeoutMs} ms`));
+    }, limits.authTimeoutMs);
+    this.authTimer.unref();
+  }
+
+  get authenticated(): boolean {
+    return this.state === 'ready';
+  }
+
+  get closed(): boolean {
+    return this.state === 'closed';
+  }
+
+  info(): SessionInfo {
+    return {
+      id: this.id,
+      remoteAddress: this.remoteAddress,
+      tokenId: this.grant?.id ?? '',
+      tokenName: this.grant?.name ?? '',
+      connectedAt: this.connectedAt,
+      tunnels: [...this.tunnels.keys()],
+    };
+  }
+
+  /** Opens a data stream for a tunnel, its preamble written. */
+  openDataStream(
+    tunnelId: string,
+    proto: StreamProto,
+    remoteAddress: string,
+    remotePort: number,
+  ): Stream {
+    if (this.state !== 'ready') {
+      throw new AgentUnavailableError('the agent serving this tunnel is disconnected');
+    }
+    let stream: Stream;
+    try {
+      stream = this.mux.open();
+    } catch (error) {
+      if (error instanceof YamuxError && error.code === 'ERR_YAMUX_STREAM_LIMIT') {
+        throw new RelayLimitError(`the agent has too many connections open (${error.message})`);
+      }
+      throw new AgentUnavailableError(`cannot open a stream to the agent: ${errorMessage(error)}`, {
+        cause: error,
+      });
+    }
+    stream.write(encodeFrame({ t: 'stream', tunnel: tunnelId, proto, remoteAddress, remotePort }));
+    return stream;
+  }
+
+  send(message: RelayMessage): void {
+    const control = this.control;
+    if (control === null || control.destroyed || control.writableEnded) return;
+    control.write(encodeFrame(message));
+  }
+
+  /** Ends the session because of `error`: the agent is told why, then the connection closes. */
+  fail(error: RelayError): void {
+    if (this.state === 'closed') return;
+    this.failure ??= error;
+    this.markClosed();
+    const control = this.control;
+    if (control !== null && !control.destroyed && !control.writableEnded) {
+      const code = isRemoteErrorCode(error.code) ? error.code : 'ERR_RELAY_PROTOCOL';
+      // Once the error frame is handed to the transport, the session ends; yamux
+      // flushes the transport before closing it.
+      control.end(encodeFrame({ t: 'error', code, message: error.message.slice(0, 1024) }), () => {
+        this.mux.destroy();
+      });
+      // A peer that grants no window would hold the frame (and us) forever.
+      setTimeout(() => {
+        this.mux.destroy();
+      }, FAIL_CLOSE_DELAY_MS).unref();
+      return;
+    }
+    this.mux.destroy();
+  }
+
+  /** The relay is shutting down: tell the agent to come back later, close gracefully. */
+  shutdown(message: string): Promise<void> {
+    this.send({ t: 'shutdown', message });
+    this.control?.end();
+    this.markClosed();
+    return this.mux.close();
+  }
+
+  destroy(): void {
+    this.mux.destroy();
+  }
+
+  removeTunnel(tunnel: Tunnel, remember: boolean): void {
+    if (this.tunnels.get(tunnel.id) !== tunnel) return;
+    this.tunnels.delete(tunnel.id);
+    this.relay.unregisterTunnel(tunnel, remember);
+  }
+
+  private markClosed(): void {
+    if (this.state === 'closed') return;
+    const wasReady = this.state === 'ready';
+    this.state = 'closed';
+    if (this.authTimer !== null) {
+      clearTimeout(this.authTimer);
+      this.authTimer = null;
+    }
+    for (const tunnel of [...this.tunnels.values()]) this.removeTunnel(tunnel, wasReady);
+  }
+
+  private readonly onStream = (stream: Stream): void => {
+    if (this.control !== null || this.state === 'closed') {
+      // Agents open the control stream only; data streams are the relay's to open.
+      stream.reset();
+      return;
+    }
+    this.control = stream;
+    stream.on('data', this.onControlData);
+    stream.on('end', () => {
+      this.fail(new RelayClosedError('the agent closed its control stream'));
+    });
+    stream.on('error', (error: Error) => {
+      this.fail(asRelayError(error));
+    });
+  };
+
+  private readonly onControlData = (chunk: Buffer): void => {
+    if (this.state === 'closed') return;
+    let frames: Buffer[];
+    try {
+      frames = this.decoder.push(chunk);
+    } catch (error) {
+      this.fail(asRelayError(error));
+      return;
+    }
+    for (const frame of frames) {
+      let message: AgentMessage;
+      try {
+        message = parseAgentMessage(frame);
+      } catch (error) {
+        this.fail(asRelayError(error));
+        return;
+      }
+      if (this.queued >= MAX_QUEUED_CONTROL_MESSAGES) {
+        this.fail(new RelayLimitError('too many control messages in flight'));
+        return;
+      }
+      this.queued++;
+      // In order, one at a time: authentication and tunnel requests await the store.
+      this.work = this.work
+        .then(() => this.handle(message))
+        .catch((error: unknown) => {
+          this.fail(asRelayError(error));
+        })
+        .finally(() => {
+          this.queued--;
+        });
+    }
+  };
+
+  private async handle(message: AgentMessage): Promise<void> {
+    if (this.state === 'closed') return;
+    switch (message.t) {
+      case 'hello':
+        if (this.state !== 'auth') throw new ControlProtocolError('a second hello');
+        await this.authenticate(message);
+        return;
+      case 'open':
+        if (this.state !== 'ready') throw new ControlProtocolError('open before hello');
+        await this.open(message);
+        return;
+      case 'close': {
+        if (this.state !== 'ready') throw new ControlProtocolError('close before hello');
+        const tunnel = this.tunnels.get(message.tunnel);
+        if (tunnel !== undefined) this.removeTunnel(tunnel, false);
+        return;
+      }
+    }
+  }
+
+  private async authenticate(message: HelloMessage): Promise<void> {
+    if (message.v !== CONTROL_PROTOCOL_VERSION) {
+      throw new ControlProtocolError(
+        `protocol version ${message.v} is not supported (this relay speaks ${CONTROL_PROTOCOL_VERSION})`,
+      );
+    }
+    const grant = await this.relay.authorize(message.token);
+    if (this.state !== 'auth') return;
+    this.relay.admitSession();
+    if (this.authTimer !== null) {
+      clearTimeout(this.authTimer);
+      this.authTimer = null;
+    }
+    this.grant = grant;
+    this.token = message.token;
+    this.state = 'ready';
+    this.send({
+      t: 'welcome',
+      v: CONTROL_PROTOCOL_VERSION,
+      session: this.id,
+      domain: this.relay.domain,
+      tokenName: grant.name,
+      ...this.relay.advertisedPorts(),
+    });
+    publish(relayDiagnostics.agentConnected, (): AgentConnectedEvent => ({
+      sessionId: this.id,
+      remoteAddress: this.remoteAddress,
+      tokenId: grant.id,
+      tokenName: grant.name,
+    }));
+  }
+
+  private async open(message: OpenHttpMessage | OpenTcpMessage): Promise<void> {
+    // The token is checked again on every tunnel request: it may have expired
+    // or been revoked since the session opened. That fails the whole session.
+    const grant = await this.relay.authorize(this.token);
+    if (this.state !== 'ready') return;
+    this.grant = grant;
+    try {
+      if (this.tunnels.size >= this.relay.limits.maxTunnelsPerSession) {
+        throw new RelayLimitError(
+          `at most ${this.relay.limits.maxTunnelsPerSession} tunnels per agent connection`,
+        );
+      }
+      const tunnel =
+        message.proto === 'http'
+          ? this.relay.openHttpTunnel(this, grant, message.subdomain)
+          : await this.relay.openTcpTunnel(this, grant, message.port);
+      if (this.closed) {
+        this.relay.unregisterTunnel(tunnel, false);
+        return;
+      }
+      this.tunnels.set(tunnel.id, tunnel);
+      if (tunnel instanceof HttpTunnel) {
+        this.send({
+          t: 'opened',
+          id: message.id,
+          tunnel: tunnel.id,
+          proto: 'http',
+          name: tunnel.name,
+          url: tunnel.url,
+        });
+      } else {
+        this.send({
+          t: 'opened',
+          id: message.id,
+          tunnel: tunnel.id,
+          proto: 'tcp',
+          port: tunnel.port,
+          url: tunnel.url,
+        });
+      }
+      publish(relayDiagnostics.tunnelOpened, (): TunnelEvent => ({
+        sessionId: this.id,
+        tunnelId: tunnel.id,
+        proto: tunnel instanceof HttpTunnel ? 'http' : 'tcp',
+        name: tunnel instanceof HttpTunnel ? tunnel.name : String(tunnel.port),
+        url: tunnel.url,
+      }));
+    } catch (error) {
+      if (!(error instanceof RelayError) || !isRemoteErrorCode(error.code)) throw error;
+      this.send({ t: 'refused', id: message.id, code: error.code, message: error.message });
+    }
+  }
+
+  private readonly onClose = (error: YamuxError | undefined): void => {
+    const wasAuthenticated = this.grant !== null;
+    this.markClosed();
+    this.relay.sessionGone(this);
+    const failure: Error | undefined = this.failure ?? error;
+    if (wasAuthenticated) {
+      publish(relayDiagnostics.agentDisconnected, (): AgentDisconnectedEvent => ({
+        sessionId: this.id,
+        error: failure,
+      }));
+    } else {
+      publish(relayDiagnostics.agentRejected, (): AgentRejectedEvent => ({
+        remoteAddress: this.remoteAddress,
+        error: failure ?? new RelayClosedError('the agent left before authenticating'),
+      }));
+    }
+  };
+}
+
+// ---- the relay ------------------------------------------------------------------------------
+
+type RelayState = 'running' | 'draining' | 'closed';
+
+export class Relay {
+  readonly domain: string;
+  readonly limits: RelayLimits;
+  private readonly options: RelayOptions;
+  private readonly secret: Buffer;
+  private readonly store: TokenStore;
+  private readonly tcpPorts: PortRange;
+  private readonly sharedAgentPort: boolean;
+  private state: RelayState = 'running';
+  private agentServer: TlsServer | null = null;
+  private httpServer: NetServer | null = null;
+  private httpsServer: TlsServer | null = null;
+  private readonly sessions = new Set<AgentSession>();
+  private readonly httpTunnels = new Map<string, HttpTunnel>();
+  private readonly tcpTunnels = new Map<number, TcpTunnel>();
+  private readonly offlineNames = new Map<string, number>();
+  private readonly publicConnections = new Set<PublicHttpConnection>();
+  private readonly connectionsPerIp = new Map<string, number>();
+  private recheckTimer: NodeJS.Timeout | null = null;
+  private closePromise: Promise<void> | null = null;
+
+  private constructor(options: RelayOptions, secret: Buffer, store: TokenStore) {
+    this.options = options;
+    this.domain = options.domain.toLowerCase();
+    this.limits = resolveLimits(options.limits);
+    this.secret = secret;
+    this.store = store;
+    this.tcpPorts = options.tcpPorts ?? DEFAULT_TCP_PORTS;
+    this.sharedAgentPort =
+      options.httpsListen !== undefined &&
+      options.httpsListen.port !== 0 &&
+      options.httpsListen.port === options.agentListen.port &&
+      options.httpsListen.host === options.agentListen.host;
+  }
+
+  /** Validates the options, loads the secret and the token store, and starts listening. */
+  static async start(options: RelayOptions): Promise<Relay> {
+    if (typeof options !== 'object') throw new TypeError('options must be an object');
+    const domain = typeof options.domain === 'string' ? options.domain.toLowerCase() : '';
+    if (
+      domain.length === 0 ||
+      domain.length > 200 ||
+      !domain.split('.').every((label) => isValidSubdomain(label))
+    ) {
+      throw new RelayConfigError(`options.domain: '${domain}' is not a DNS name`);
+    }
+    if (typeof options.dataDir !== 'string' || options.dataDir.length === 0) {
+      throw new RelayConfigError('options.dataDir must be a directory path');
+    }
+    if (typeof options.tls !== 'object') {
+      throw new RelayConfigError('options.tls must hold a PEM cert and key');
+    }
+    for (const [name, address] of Object.entries({
+      agentListen: options.agentListen,
+      httpListen: options.httpListen,
+      httpsListen: options.httpsListen,
+    })) {
+      if (address === undefined && name !== 'agentListen') continue;
+      if (
+        typeof address !== 'object' ||
+        !Number.isInteger(address.port) ||
+        address.port < 0 ||
+        address.port > 65535
+      ) {
+        throw new RelayConfigError(`options.${name} must be { host?, port } with a port 0-65535`);
+      }
+    }
+    const range = options.tcpPorts ?? DEFAULT_TCP_PORTS;
+    if (!(range[0] >= 1 && range[0] <= range[1] && range[1] <= 65535)) {
+      throw new RelayConfigError(`options.tcpPorts: ${range.join('-')} is not a port range`);
+    }
+    const secret = await loadOrCreateSecret(options.dataDir);
+    const store = options.tokenStore ?? (await JsonFileTokenStore.open(options.dataDir));
+    const relay = new Relay(options, secret, store);
+    try {
+      await relay.listenAll();
+    } catch (error) {
+      await relay.close({ drainTimeoutMs: 0 });
+      throw error instanceof RelayError
+        ? error
+        : new RelayConfigError(`cannot listen: ${errorMessage(error)}`, { cause: error });
+    }
+    return relay;
+  }
+
+  /** The bound address of a listener (null if not configured). */
+  address(listener: 'agent' | 'http' | 'https'): AddressInfo | null {
+    const server =
+      listener === 'agent'
+        ? this.agentServer
+        : listener === 'http'
+          ? this.httpServer
+          : this.sharedAgentPort
+            ? this.agentServer
+            : this.httpsServer;
+    const address = server?.address();
+    return address === null || address === undefined || typeof address === 'string'
+      ? null
+      : address;
+  }
+
+  get closed(): boolean {
+    return this.state === 'closed';
+  }
+
+  /** Read afresh (the state changes across awaits). */
+  private get running(): boolean {
+    return this.state === 'running';
+  }
+
+  sessionsInfo(): SessionInfo[] {
+    return [...this.sessions].filter((session) => session.authenticated).map((s) => s.info());
+  }
+
+  tunnelsInfo(): TunnelInfo[] {
+    return [...this.httpTunnels.values(), ...this.tcpTunnels.values()].map((tunnel) =>
+      tunnel.info(),
+    );
+  }
+
+  /**
+   * Graceful shutdown: stop accepting, let public connections finish their
+   * requests until `drainTimeoutMs`, tell agents to reconnect later, close.
+   */
+  close(options: { drainTimeoutMs?: number } = {}): Promise<void> {
+    this.closePromise ??= this.shutdown(options.drainTimeoutMs ?? 10_000);
+    return this.closePromise;
+  }
+
+  // ---- used by sessions and tunnels -------------------------------------------------------
+
+  /** Verifies a token: signature, expiry, revocation. */
+  async authorize(token: string): Promise<TokenGrant> {
+    const grant = verifyToken(this.secret, token);
+    let revoked: boolean;
+    try {
+      revoked = await this.store.isRevoked(grant.id);
+    } catch (error) {
+      throw error instanceof TokenStoreError
+        ? error
+        : new TokenStoreError(`the token store failed: ${errorMessage(error)}`, { cause: error });
+    }
+    if (revoked) throw new TokenRevokedError(`the token '${grant.name}' was revoked`);
+    return grant;
+  }
+
+  /** Throws unless one more authenticated session fits. */
+  admitSession(): void {
+    if (this.state !== 'running') throw new RelayClosedError('the relay is shutting down');
+    let authenticated = 0;
+    for (const session of this.sessions) if (session.authenticated) authenticated++;
+    if (authenticated >= this.limits.maxSessions) {
+      throw new RelayLimitError(`the relay serves ${authenticated} agents, its limit`);
+    }
+  }
+
+  sessionGone(session: AgentSession): void {
+    this.sessions.delete(session);
+  }
+
+  advertisedPorts(): { httpPort?: number; httpsPort?: number } {
+    const http = this.options.publicHttpPort ?? this.address('http')?.port;
+    const https = this.options.publicHttpsPort ?? this.address('https')?.port;
+    return {
+      ...(http === undefined ? {} : { httpPort: http }),
+      ...(https === undefined ? {} : { httpsPort: https }),
+    };
+  }
+
+  private publicUrl(name: string): string {
+    const { httpPort, httpsPort } = this.advertisedPorts();
+    const host = `${name}.${this.domain}`;
+    if (httpsPort !== undefined)
+      return `https://${host}${httpsPort === 443 ? '' : `:${httpsPort}`}`;
+    return `http://${host}${httpPort === 80 || httpPort === undefined ? '' : `:${httpPort}`}`;
+  }
+
+  openHttpTunnel(
+    session: AgentSession,
+    grant: TokenGrant,
+    requested: string | undefined,
+  ): HttpTunnel {
+    if (this.state !== 'running') throw new RelayClosedError('the relay is shutting down');
+    let name = chooseSubdomain(grant, requested);
+    const existing = this.httpTunnels.get(name);
+    if (existing !== undefined) {
+      if (requested === undefined && !grant.subdomains.some((p) => p === name)) {
+        // A random name that happens to be taken: draw again.
+        for (let attempt = 0; attempt < 16 && this.httpTunnels.has(name); attempt++) {
+          name = chooseSubdomain(grant, undefined);
+        }
+        if (this.httpTunnels.has(name)) throw new NameInUseError('no free random subdomain found');
+      } else if (existing.session.grant?.id === grant.id) {
+        // The same token reconnecting (its old session not yet seen dead) takes over.
+        existing.session.removeTunnel(existing, false);
+      } else {
+        throw new NameInUseError(`${name}.${this.domain} is in use by another agent`);
+      }
+    }
+    const tunnel = new HttpTunnel(
+      session,
+      name,
+      `${name}.${this.domain}`,
+      this.publicUrl(name),
+      this.limits,
+    );
+    this.httpTunnels.set(name, tunnel);
+    this.offlineNames.delete(name);
+    return tunnel;
+  }
+
+  async openTcpTunnel(
+    session: AgentSession,
+    grant: TokenGrant,
+    requested: number | undefined,
+  ): Promise<TcpTunnel> {
+    if (this.state !== 'running') throw new RelayClosedError('the relay is shutting down');
+    if (grant.tcp === false) {
+      throw new NotPermittedError(`the token '${grant.name}' does not allow TCP tunnels`);
+    }
+    const [first, last] = this.tcpPorts;
+    const candidates: number[] = [];
+    if (requested !== undefined) {
+      if (requested < first || requested > last) {
+        throw new NotPermittedError(
+          `port ${requested} is outside this relay's range ${first}-${last}`,
+        );
+      }
+      if (!tcpPortAllowed(grant, requested)) {
+        throw new NotPermittedError(`the token '${grant.name}' does not allow port ${requested}`);
+      }
+      const existing = this.tcpTunnels.get(requested);
+      if (existing !== undefined) {
+        if (existing.session.grant?.id !== grant.id) {
+          throw new NameInUseError(`port ${requested} is in use by another agent`);
+        }
+        existing.session.removeTunnel(existing, false);
+        await existing.serverClosed;
+      }
+      candidates.push(requested);
+    } else {
+      const size = last - first + 1;
+      const start = Math.floor(Math.random() * size);
+      for (let i = 0; i < size && candidates.length < 64; i++) {
+        const port = first + ((start + i) % size);
+        if (!this.tcpTunnels.has(port) && tcpPortAllowed(grant, port)) candidates.push(port);
+      }
+    }
+    for (const port of candidates) {
+      const server = createNetServer({ allowHalfOpen: true, noDelay: true });
+      server.maxConnections = this.limits.maxPublicConnections;
+      try {
+        await listen(server, {
+          port,
+          ...(this.options.tcpHost === undefined ? {} : { host: this.options.tcpHost }),
+        });
+      } catch {
+        server.close();
+        continue; // in use by something else on this host
+      }
+      if (!this.running || this.tcpTunnels.has(port)) {
+        server.close();
+        throw new RelayClosedError('the relay is shutting down');
+      }
+      const tunnel = new TcpTunnel(
+        session,
+        port,
+        `tcp://${this.domain}:${port}`,
+        server,
+        this,
+        this.limits,
+      );
+      this.tcpTunnels.set(port, tunnel);
+      this.offlineNames.delete(`:${port}`);
+      return tunnel;
+    }
+    throw new NoPortAvailableError(
+      requested === undefined
+        ? `no free port in ${first}-${last} that the token allows`
+        : `port ${requested} is not free on the relay`,
+    );
+  }
+
+  unregisterTunnel(tunnel: Tunnel, remember: boolean): void {
+    if (tunnel instanceof HttpTunnel) {
+      if (this.httpTunnels.get(tunnel.name) !== tunnel) return;
+      this.httpTunnels.delete(tunnel.name);
+      if (remember) this.rememberOffline(tunnel.name);
+    } else {
+      if (this.tcpTunnels.get(tunnel.port) !== tunnel) return;
+      this.tcpTunnels.delete(tunnel.port);
+    }
+    tunnel.close();
+    publish(relayDiagnostics.tunnelClosed, (): TunnelEvent => ({
+      sessionId: tunnel.session.id,
+      tunnelId: tunnel.id,
+      proto: tunnel instanceof HttpTunnel ? 'http' : 'tcp',
+      name: tunnel instanceof HttpTunnel ? tunnel.name : String(tunnel.port),
+      url: tunnel instanceof HttpTunnel ? tunnel.url : tunnel.url,
+    }));
+  }
+
+  private rememberOffline(name: string): void {
+    this.offlineNames.delete(name);
+    this.offlineNames.set(name, Date.now() + this.limits.offlineMemoryMs);
+    if (this.offlineNames.size > MAX_OFFLINE_NAMES) {
+      const oldest = this.offlineNames.keys().next();
+      if (oldest.done !== true) this.offlineNames.delete(oldest.value);
+    }
+  }
+
+  /** Routes a request's Host to a tunnel. */
+  route(host: string): HttpRoute {
+    const suffix = `.${this.domain}`;
+    if (host === this.domain) {
+      return {
+        kind: 'unknown',
+        message: `this is a warren relay: tunnels are <name>.${this.domain}`,
+      };
+    }
+    const name = host.endsWith(suffix) ? host.slice(0, -suffix.length) : '';
+    const tunnel = name.length > 0 ? this.httpTunnels.get(name) : undefined;
+    if (tunnel !== undefined) return { kind: 'tunnel', tunnel };
+    if (name.length === 0 || name.includes('.')) {
+      return { kind: 'unknown', message: `${host} is not served by this relay` };
+    }
+    const offlineUntil = this.offlineNames.get(name);
+    if (offlineUntil !== undefined) {
+      if (offlineUntil > Date.now()) {
+        return {
+          kind: 'offline',
+          message: `the agent for ${host} is offline (it may be reconnecting)`,
+        };
+      }
+      this.offlineNames.delete(name);
+    }
+    return { kind: 'unknown', message: `no tunnel is registered for ${host}` };
+  }
+
+  /** Counts a public connection against its IP's limit; false (and destroyed) when over. */
+  admitPublic(socket: Socket, listener: 'http' | 'https' | 'tcp'): boolean {
+    const address = normalizeAddress(socket.remoteAddress);
+    const count = this.connectionsPerIp.get(address) ?? 0;
+    if (count >= this.limits.maxConnectionsPerIp || this.state !== 'running') {
+      this.refusePublic(
+        listener,
+        address,
+        0,
+        this.state !== 'running'
+          ? new RelayClosedError('the relay is shutting down')
+          : new RelayLimitError(
+              `more than ${this.limits.maxConnectionsPerIp} connections from ${address}`,
+            ),
+      );
+      socket.destroy();
+      return false;
+    }
+    this.connectionsPerIp.set(address, count + 1);
+    socket.once('close', () => {
+      const left = (this.connectionsPerIp.get(address) ?? 1) - 1;
+      if (left <= 0) this.connectionsPerIp.delete(address);
+      else this.connectionsPerIp.set(address, left);
+    });
+    return true;
+  }
+
+  refusePublic(
+    listener: 'http' | 'https' | 'tcp',
+    remoteAddress: string,
+    status: number,
+    error: RelayError,
+  ): void {
+    publish(relayDiagnostics.publicRefused, (): PublicRefusalEvent => ({
+      listener,
+      remoteAddress,
+      status,
+      error,
+    }));
+  }
+
+  // ---- listeners -----------------------------------------------------------------------------
+
+  private async listenAll(): Promise<void> {
+    const limits = this.limits;
+    const tlsOptions = {
+      cert: this.options.tls.cert,
+      key: this.options.tls.key,
+      minVersion: 'TLSv1.2' as const,
+      handshakeTimeout: limits.handshakeTimeoutMs,
+      allowHalfOpen: true,
+    };
+    this.agentServer = createTlsServer({
+      ...tlsOptions,
+      ALPNProtocols: this.sharedAgentPort ? [AGENT_ALPN, 'http/1.1'] : [AGENT_ALPN],
+    });
+    this.agentServer.maxConnections =
+      limits.maxSessions +
+      limits.maxUnauthenticated +
+      (this.sharedAgentPort ? limits.maxPublicConnections : 0);
+    this.agentServer.on('secureConnection', (socket: TLSSocket) => {
+      if (this.sharedAgentPort && socket.alpnProtocol !== AGENT_ALPN) {
+        this.onPublicSocket(socket, 'https');
+        return;
+      }
+      this.onAgentSocket(socket);
+    });
+    if (this.sharedAgentPort) {
+      // One port for agents and HTTPS clients: all count against the per-IP limit.
+      this.agentServer.on('connection', (socket: Socket) => {
+        this.admitPublic(socket, 'https');
+      });
+    }
+    this.agentServer.on('tlsClientError', (error: Error, socket: TLSSocket) => {
+      publish(relayDiagnostics.agentRejected, (): AgentRejectedEvent => ({
+        remoteAddress: normalizeAddress(socket.remoteAddress),
+        error: new HandshakeError(`TLS handshake failed: ${error.message}`, { cause: error }),
+      }));
+      // Node reports a failed or timed-out handshake but leaves the socket open.
+      socket.destroy();
+    });
+    this.agentServer.on('error', () => {
+      // Accept errors (EMFILE…) after listening: the listener goes on.
+    });
+    await listen(this.agentServer, this.options.agentListen);
+
+    if (this.options.httpListen !== undefined) {
+      this.httpServer = createNetServer({ allowHalfOpen: true, noDelay: true });
+      this.httpServer.maxConnections = limits.maxPublicConnections;
+      this.httpServer.on('connection', (socket: Socket) => {
+        if (this.admitPublic(socket, 'http')) this.onPublicSocket(socket, 'http');
+      });
+      this.httpServer.on('error', () => undefined);
+      await listen(this.httpServer, this.options.httpListen);
+    }
+    if (this.options.httpsListen !== undefined && !this.sharedAgentPort) {
+      this.httpsServer = createTlsServer({ ...tlsOptions, ALPNProtocols: ['http/1.1'] });
+      this.httpsServer.maxConnections = limits.maxPublicConnections;
+      this.httpsServer.on('connection', (socket: Socket) => {
+        this.admitPublic(socket, 'https');
+      });
+      this.httpsServer.on('secureConnection', (socket: TLSSocket) => {
+        this.onPublicSocket(socket, 'https');
+      });
+      this.httpsServer.on('tlsClientError', (error: Error, socket: TLSSocket) => {
+        this.refusePublic(
+          'https',
+          normalizeAddress(socket.remoteAddress),
+          0,
+          new HandshakeError(`TLS handshake failed: ${error.message}`, { cause: error }),
+        );
+        socket.destroy();
+      });
+      this.httpsServer.on('error', () => undefined);
+      await listen(this.httpsServer, this.options.httpsListen);
+    }
+    this.recheckTimer = setInterval(() => {
+      void this.recheckTokens();
+    }, limits.tokenRecheckIntervalMs);
+    this.recheckTimer.unref();
+  }
+
+  private onAgentSocket(socket: TLSSocket): void {
+    if (this.state !== 'running') {
+      socket.destroy();
+      return;
+    }
+    let unauthenticated = 0;
+    for (const session of this.sessions) if (!session.authenticated) unauthenticated++;
+    if (unauthenticated >= this.limits.maxUnauthenticated) {
+      publish(relayDiagnostics.agentRejected, (): AgentRejectedEvent => ({
+        remoteAddress: normalizeAddress(socket.remoteAddress),
+        error: new RelayLimitError(`${unauthenticated} agents are authenticating already`),
+      }));
+      socket.destroy();
+      return;
+    }
+    this.sessions.add(new AgentSession(socket, this, this.limits));
+  }
+
+  private onPublicSocket(socket: Socket, proto: 'http' | 'https'): void {
+    const remoteAddress = normalizeAddress(socket.remoteAddress);
+    const connection = new PublicHttpConnection(socket, {
+      proto,
+      remoteAddress,
+      remotePort: socket.remotePort ?? 0,
+      router: this,
+      limits: {
+        maxHeadBytes: this.limits.maxHeadBytes,
+        maxHeaderCount: this.limits.maxHeaderCount,
+      },
+      headersTimeoutMs: this.limits.headersTimeoutMs,
+      idleTimeoutMs: this.limits.idleTimeoutMs,
+      maxPipelinedRequests: this.limits.maxPipelinedRequests,
+      onRefused: (status, error) => {
+        this.refusePublic(proto, remoteAddress, status, error);
+      },
+    });
+    this.publicConnections.add(connection);
+    connection.onClosed(() => {
+      this.publicConnections.delete(connection);
+    });
+    if (this.state !== 'running') connection.drain();
+  }
+
+  private async recheckTokens(): Promise<void> {
+    for (const session of [...this.sessions]) {
+      if (!session.authenticated || session.grant === null) continue;
+      try {
+        await this.authorizeGrant(session.grant);
+      } catch (error) {
+        session.fail(asRelayError(error));
+      }
+    }
+  }
+
+  private async authorizeGrant(grant: TokenGrant): Promise<void> {
+    if (grant.expiresAt !== null && Date.now() / 1000 >= grant.expiresAt) {
+      throw new TokenExpiredError(`the token '${grant.name}' expired`);
+    }
+    if (await this.store.isRevoked(grant.id)) {
+      throw new TokenRevokedError(`the token '${grant.name}' was revoked`);
+    }
+  }
+
+  private async shutdown(drainTimeoutMs: number): Promise<void> {
+    this.state = 'draining';
+    if (this.recheckTimer !== null) clearInterval(this.recheckTimer);
+    const servers = [this.agentServer, this.httpServer, this.httpsServer].filter(
+      (server): server is NetServer => server !== null,
+    );
+    const serversClosed = servers.map(
+      (server) =>
+        new Promise<void>((resolve) => {
+          if (!server.listening) {
+            resolve();
+            return;
+          }
+          server.close(() => {
+            resolve();
+          });
+        }),
+    );
+    for (const tunnel of this.tcpTunnels.values()) tunnel.stopListening();
+    for (const connection of this.publicConnections) connection.drain();
+
+    const deadline = performance.now() + drainTimeoutMs;
+    const tcpConnections = (): number => {
+      let count = 0;
+      for (const tunnel of this.tcpTunnels.values()) count += tunnel.connectionCount;
+      return count;
+    };
+    const httpBusy = (): boolean => {
+      for (const connection of this.publicConnections) if (!connection.finished) return true;
+      return false;
+    };
+    while (performance.now() < deadline && (httpBusy() || tcpConnections() > 0)) {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    for (const connection of this.publicConnections) connection.destroy();
+    for (const tunnel of [...this.tcpTunnels.values()]) tunnel.close();
+
+    const sessions = [...this.sessions];
+    const closing = sessions.map((session) =>
+      session.shutdown('the relay is shutting down; reconnect later'),
+    );
+    const graceful = Promise.allSettled(closing);
+    const timeout = new Promise((resolve) =>
+      setTimeout(resolve, Math.min(2_000, drainTimeoutMs + 100)).unref(),
+    );
+    await Promise.race([graceful, timeout]);
+    for (const session of sessions) session.destroy();
+    await Promise.all(serversClosed);
+    this.state = 'closed';
+    await this.store.close();
+  }
+}
