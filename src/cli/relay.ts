@@ -6,6 +6,7 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
+import { AdminServer } from '../relay/dashboard/index.js';
 import { ensureDevCertificate } from '../relay/dev-ca.js';
 import type {
   AgentConnectedEvent,
@@ -46,10 +47,16 @@ Options:
       --public-http-port N     port shown in URLs, when a NAT/proxy maps another one
       --public-https-port N
       --drain-timeout SECS     on SIGTERM/SIGINT, let requests finish this long (default 10)
+      --admin-listen ADDR      dashboard (/), Prometheus /metrics and /api/status
+                               (default 127.0.0.1:9090; 'off' to disable)
+      --admin-token-file FILE  bearer token the admin API requires (16+ characters);
+                               without it the admin listener must be on loopback
+      --admin-host NAME        a host name the admin listener may be reached by
+                               (besides its address; DNS rebinding guard); repeatable
   -v, --verbose                also print refused public requests
   -h, --help                   show this help
 ADDR is [HOST]:PORT, e.g. :443, 0.0.0.0:8443, [::1]:8443. Once listening, the relay
-prints the bound ports as one JSON line on stdout: {"agent":…,"https":…,"http":…}.
+prints the bound ports as one JSON line on stdout: {"agent":…,"https":…,"http":…,"admin":…}.
 Events (agents, tunnels) are reported on stderr.
 
 Token options:
@@ -111,6 +118,9 @@ export async function relayCommand(argv: string[]): Promise<number> {
         'public-http-port': { type: 'string' },
         'public-https-port': { type: 'string' },
         'drain-timeout': { type: 'string' },
+        'admin-listen': { type: 'string' },
+        'admin-token-file': { type: 'string' },
+        'admin-host': { type: 'string', multiple: true },
         verbose: { type: 'boolean', short: 'v' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -141,6 +151,7 @@ export async function relayCommand(argv: string[]): Promise<number> {
   let tcpPorts: PortRange | undefined;
   let publicHttpPort: number | undefined;
   let publicHttpsPort: number | undefined;
+  let adminListen: ListenAddress | undefined;
   const drainSeconds = Number(values['drain-timeout'] ?? '10');
   try {
     const optional = (text: string | undefined, fallback: string): ListenAddress | undefined => {
@@ -150,6 +161,7 @@ export async function relayCommand(argv: string[]): Promise<number> {
     agentListen = parseListenAddress(values['agent-listen'] ?? ':443');
     httpsListen = optional(values['https-listen'], ':443');
     httpListen = optional(values['http-listen'], ':80');
+    adminListen = optional(values['admin-listen'], '127.0.0.1:9090');
     if (values['tcp-ports'] !== undefined) tcpPorts = parsePortRange(values['tcp-ports']);
     const publicPort = (text: string | undefined, flag: string): number | undefined => {
       if (text === undefined) return undefined;
@@ -225,6 +237,18 @@ export async function relayCommand(argv: string[]): Promise<number> {
   }
   for (const [name, handler] of subscriptions) subscribe(name, handler);
 
+  let adminToken: string | undefined;
+  const adminTokenFile = values['admin-token-file'];
+  if (adminTokenFile !== undefined) {
+    try {
+      adminToken = (await readFile(adminTokenFile, 'utf8')).trim();
+    } catch (error) {
+      return usageError(
+        `--admin-token-file: ${error instanceof Error ? error.message : String(error)}`,
+      );
+    }
+  }
+
   let relay: Relay;
   try {
     let tls: { cert: Buffer; key: Buffer };
@@ -255,6 +279,34 @@ export async function relayCommand(argv: string[]): Promise<number> {
     report(error instanceof RelayError ? `${error.message} (${error.code})` : String(error));
     return 1;
   }
+  let admin: AdminServer | null = null;
+  if (adminListen !== undefined) {
+    try {
+      admin = await AdminServer.start({
+        relay,
+        listen: adminListen,
+        ...(adminToken === undefined ? {} : { token: adminToken }),
+        ...(values['admin-host'] === undefined ? {} : { allowedHosts: values['admin-host'] }),
+      });
+      const where = formatAddress(admin.address());
+      report(
+        admin.authenticated
+          ? `admin on http://${where}/ (bearer token from ${adminTokenFile ?? ''})`
+          : `admin on http://${where}/ (no --admin-token-file: loopback only, no authentication)`,
+      );
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      if (values['admin-listen'] !== undefined) {
+        // Asked for explicitly: not having it is an error.
+        await relay.close({ drainTimeoutMs: 0 });
+        for (const [name, handler] of subscriptions) unsubscribe(name, handler);
+        report(message);
+        return 1;
+      }
+      // The default port may be taken (another relay on this host): the tunnels matter more.
+      report(`${message}; the dashboard and /metrics are off (see --admin-listen)`);
+    }
+  }
   report(
     `serving *.${relay.domain}: agents on ${formatAddress(relay.address('agent'))}, ` +
       `https on ${formatAddress(relay.address('https'))}, http on ${formatAddress(relay.address('http'))}`,
@@ -264,6 +316,7 @@ export async function relayCommand(argv: string[]): Promise<number> {
       agent: relay.address('agent')?.port ?? null,
       https: relay.address('https')?.port ?? null,
       http: relay.address('http')?.port ?? null,
+      admin: admin?.address().port ?? null,
     })}\n`,
   );
 
@@ -286,6 +339,7 @@ export async function relayCommand(argv: string[]): Promise<number> {
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
   });
+  await admin?.close();
   for (const [name, handler] of subscriptions) unsubscribe(name, handler);
   report('closed');
   return 0;

@@ -195,7 +195,57 @@ export interface SessionInfo {
   readonly tunnels: readonly string[];
 }
 
+/** Traffic of one tunnel name, summed over the tunnels that held it (for monotonic metrics). */
+export interface TunnelTotals {
+  readonly proto: 'http' | 'tcp';
+  /** Subdomain, or the port as a string. */
+  readonly name: string;
+  requests: number;
+  connections: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+/** How often the relay refused public traffic for one reason. */
+export interface RefusalCount {
+  readonly listener: 'http' | 'https' | 'tcp';
+  /** The error code. */
+  readonly reason: string;
+  /** HTTP status sent, 0 when the connection was just closed. */
+  readonly status: number;
+  count: number;
+}
+
+/**
+ * Cumulative counters of a relay, for the dashboard and Prometheus
+ * (./dashboard/). Counters only grow; per-tunnel totals of closed tunnels are
+ * kept in `closedTunnels` so a tunnel name's series stays monotonic across
+ * reconnects (the live tunnel's counts are added on top by the reader).
+ */
+export interface RelayStats {
+  /** Agents that authenticated, since start. */
+  readonly agentsConnectedTotal: number;
+  /** Agent connections refused before or during authentication, by error code. */
+  readonly agentsRejectedTotal: ReadonlyMap<string, number>;
+  /** Failed TLS handshakes, by listener. */
+  readonly handshakeFailuresTotal: Readonly<Record<'agent' | 'https', number>>;
+  /** Tokens refused (invalid, expired, revoked), by error code. */
+  readonly tokenRejectionsTotal: ReadonlyMap<string, number>;
+  /** Public connections admitted, by listener (a shared agent port counts agents under https). */
+  readonly publicConnectionsTotal: Readonly<Record<'http' | 'https' | 'tcp', number>>;
+  /** Public requests/connections the relay refused itself. */
+  readonly refusedTotal: readonly Readonly<RefusalCount>[];
+  /** yamux sessions open (authenticated or not). */
+  readonly yamuxSessions: number;
+  /** yamux streams open over all sessions. */
+  readonly yamuxStreams: number;
+  /** Totals of tunnels already closed, keyed by `${proto}:${name}`. */
+  readonly closedTunnels: ReadonlyMap<string, Readonly<TunnelTotals>>;
+}
+
 const DEFAULT_TCP_PORTS: PortRange = [41000, 41999];
+/** Closed tunnel names whose totals are kept for metrics, at most (oldest dropped first). */
+const MAX_CLOSED_TUNNEL_TOTALS = 10_000;
 /** Control messages an agent may have in flight (waiting for the store) at once. */
 const MAX_QUEUED_CONTROL_MESSAGES = 64;
 /** After telling an agent why its session fails, how long until the connection is cut. */
@@ -485,6 +535,11 @@ class AgentSession {
     return this.state === 'closed';
   }
 
+  /** yamux streams open on this session (control stream included). */
+  get streamCount(): number {
+    return this.mux.streamCount;
+  }
+
   info(): SessionInfo {
     return {
       id: this.id,
@@ -672,6 +727,7 @@ class AgentSession {
       tokenName: grant.name,
       ...this.relay.advertisedPorts(),
     });
+    this.relay.counters.agentsConnected++;
     publish(relayDiagnostics.agentConnected, (): AgentConnectedEvent => ({
       sessionId: this.id,
       remoteAddress: this.remoteAddress,
@@ -744,9 +800,11 @@ class AgentSession {
         error: failure,
       }));
     } else {
+      const rejection = failure ?? new RelayClosedError('the agent left before authenticating');
+      this.relay.countAgentRejected(rejection);
       publish(relayDiagnostics.agentRejected, (): AgentRejectedEvent => ({
         remoteAddress: this.remoteAddress,
-        error: failure ?? new RelayClosedError('the agent left before authenticating'),
+        error: rejection,
       }));
     }
   };
@@ -776,6 +834,17 @@ export class Relay {
   private readonly connectionsPerIp = new Map<string, number>();
   private recheckTimer: NodeJS.Timeout | null = null;
   private closePromise: Promise<void> | null = null;
+  /** Mutable counters behind stats(); sessions and tunnels add to them. */
+  readonly counters = {
+    agentsConnected: 0,
+    agentsRejected: new Map<string, number>(),
+    handshakeFailures: { agent: 0, https: 0 },
+    tokenRejections: new Map<string, number>(),
+    publicConnections: { http: 0, https: 0, tcp: 0 },
+    /** Keyed by `${listener} ${code} ${status}`. */
+    refused: new Map<string, RefusalCount>(),
+    closedTunnels: new Map<string, TunnelTotals>(),
+  };
 
   private constructor(options: RelayOptions, secret: Buffer, store: TokenStore) {
     this.options = options;
@@ -876,6 +945,62 @@ export class Relay {
     );
   }
 
+  /** A snapshot of the relay's counters (see RelayStats). */
+  stats(): RelayStats {
+    const counters = this.counters;
+    let yamuxStreams = 0;
+    for (const session of this.sessions) yamuxStreams += session.streamCount;
+    const refusedTotal = [...counters.refused.values()].map((refusal) => ({ ...refusal }));
+    return {
+      agentsConnectedTotal: counters.agentsConnected,
+      agentsRejectedTotal: new Map(counters.agentsRejected),
+      handshakeFailuresTotal: { ...counters.handshakeFailures },
+      tokenRejectionsTotal: new Map(counters.tokenRejections),
+      publicConnectionsTotal: { ...counters.publicConnections },
+      refusedTotal,
+      yamuxSessions: this.sessions.size,
+      yamuxStreams,
+      closedTunnels: new Map(
+        [...counters.closedTunnels].map(([key, totals]) => [key, { ...totals }]),
+      ),
+    };
+  }
+
+  countAgentRejected(error: Error): void {
+    const code = error instanceof RelayError ? error.code : 'ERR_RELAY_PROTOCOL';
+    this.counters.agentsRejected.set(code, (this.counters.agentsRejected.get(code) ?? 0) + 1);
+  }
+
+  private countTokenRejected(error: unknown): void {
+    if (!(error instanceof RelayError) || error instanceof TokenStoreError) return;
+    const rejections = this.counters.tokenRejections;
+    rejections.set(error.code, (rejections.get(error.code) ?? 0) + 1);
+  }
+
+  private retireTunnelTotals(tunnel: Tunnel): void {
+    const info = tunnel.info();
+    const key = `${info.proto}:${info.name}`;
+    const closed = this.counters.closedTunnels;
+    const totals = closed.get(key) ?? {
+      proto: info.proto,
+      name: info.name,
+      requests: 0,
+      connections: 0,
+      bytesIn: 0,
+      bytesOut: 0,
+    };
+    totals.requests += info.requests;
+    totals.connections += info.connections;
+    totals.bytesIn += info.bytesIn;
+    totals.bytesOut += info.bytesOut;
+    closed.delete(key);
+    closed.set(key, totals);
+    if (closed.size > MAX_CLOSED_TUNNEL_TOTALS) {
+      const oldest = closed.keys().next();
+      if (oldest.done !== true) closed.delete(oldest.value);
+    }
+  }
+
   /**
    * Graceful shutdown: stop accepting, let public connections finish their
    * requests until `drainTimeoutMs`, tell agents to reconnect later, close.
@@ -889,7 +1014,13 @@ export class Relay {
 
   /** Verifies a token: signature, expiry, revocation. */
   async authorize(token: string): Promise<TokenGrant> {
-    const grant = verifyToken(this.secret, token);
+    let grant: TokenGrant;
+    try {
+      grant = verifyToken(this.secret, token);
+    } catch (error) {
+      this.countTokenRejected(error);
+      throw error;
+    }
     let revoked: boolean;
     try {
       revoked = await this.store.isRevoked(grant.id);
@@ -898,7 +1029,11 @@ export class Relay {
         ? error
         : new TokenStoreError(`the token store failed: ${errorMessage(error)}`, { cause: error });
     }
-    if (revoked) throw new TokenRevokedError(`the token '${grant.name}' was revoked`);
+    if (revoked) {
+      const error = new TokenRevokedError(`the token '${grant.name}' was revoked`);
+      this.countTokenRejected(error);
+      throw error;
+    }
     return grant;
   }
 
@@ -1048,6 +1183,7 @@ export class Relay {
       if (this.tcpTunnels.get(tunnel.port) !== tunnel) return;
       this.tcpTunnels.delete(tunnel.port);
     }
+    this.retireTunnelTotals(tunnel);
     tunnel.close();
     publish(relayDiagnostics.tunnelClosed, (): TunnelEvent => ({
       sessionId: tunnel.session.id,
@@ -1114,6 +1250,7 @@ export class Relay {
       return false;
     }
     this.connectionsPerIp.set(address, count + 1);
+    this.counters.publicConnections[listener]++;
     socket.once('close', () => {
       const left = (this.connectionsPerIp.get(address) ?? 1) - 1;
       if (left <= 0) this.connectionsPerIp.delete(address);
@@ -1128,6 +1265,13 @@ export class Relay {
     status: number,
     error: RelayError,
   ): void {
+    const key = `${listener} ${error.code} ${status}`;
+    const refusal = this.counters.refused.get(key);
+    if (refusal === undefined) {
+      this.counters.refused.set(key, { listener, reason: error.code, status, count: 1 });
+    } else {
+      refusal.count++;
+    }
     publish(relayDiagnostics.publicRefused, (): PublicRefusalEvent => ({
       listener,
       remoteAddress,
@@ -1169,6 +1313,7 @@ export class Relay {
       });
     }
     this.agentServer.on('tlsClientError', (error: Error, socket: TLSSocket) => {
+      this.counters.handshakeFailures.agent++;
       publish(relayDiagnostics.agentRejected, (): AgentRejectedEvent => ({
         remoteAddress: normalizeAddress(socket.remoteAddress),
         error: new HandshakeError(`TLS handshake failed: ${error.message}`, { cause: error }),
@@ -1200,6 +1345,7 @@ export class Relay {
         this.onPublicSocket(socket, 'https');
       });
       this.httpsServer.on('tlsClientError', (error: Error, socket: TLSSocket) => {
+        this.counters.handshakeFailures.https++;
         this.refusePublic(
           'https',
           normalizeAddress(socket.remoteAddress),
@@ -1225,9 +1371,11 @@ export class Relay {
     let unauthenticated = 0;
     for (const session of this.sessions) if (!session.authenticated) unauthenticated++;
     if (unauthenticated >= this.limits.maxUnauthenticated) {
+      const error = new RelayLimitError(`${unauthenticated} agents are authenticating already`);
+      this.countAgentRejected(error);
       publish(relayDiagnostics.agentRejected, (): AgentRejectedEvent => ({
         remoteAddress: normalizeAddress(socket.remoteAddress),
-        error: new RelayLimitError(`${unauthenticated} agents are authenticating already`),
+        error,
       }));
       socket.destroy();
       return;
@@ -1266,6 +1414,7 @@ export class Relay {
       try {
         await this.authorizeGrant(session.grant);
       } catch (error) {
+        this.countTokenRejected(error);
         session.fail(asRelayError(error));
       }
     }

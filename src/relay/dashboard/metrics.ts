@@ -1,0 +1,235 @@
+/**
+ * The relay's Prometheus metrics and the dashboard's JSON status, both read
+ * from Relay.stats(), sessionsInfo() and tunnelsInfo() at request time (no
+ * work on the data path beyond the counters the relay keeps anyway).
+ */
+import type { Relay, RelayStats, TunnelInfo } from '../relay.js';
+import { PrometheusWriter } from './prometheus.js';
+import type { Sample } from './prometheus.js';
+
+/** One tunnel name's totals: the closed tunnels that held it plus the live one. */
+interface TunnelSeries {
+  proto: 'http' | 'tcp';
+  name: string;
+  requests: number;
+  connections: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+function statusClass(status: number): string {
+  return status === 0 ? 'closed' : `${Math.floor(status / 100)}xx`;
+}
+
+function tunnelSeries(
+  closed: RelayStats['closedTunnels'],
+  live: readonly TunnelInfo[],
+): TunnelSeries[] {
+  const series = new Map<string, TunnelSeries>();
+  for (const [key, totals] of closed) series.set(key, { ...totals });
+  for (const tunnel of live) {
+    const key = `${tunnel.proto}:${tunnel.name}`;
+    const entry = series.get(key) ?? {
+      proto: tunnel.proto,
+      name: tunnel.name,
+      requests: 0,
+      connections: 0,
+      bytesIn: 0,
+      bytesOut: 0,
+    };
+    entry.requests += tunnel.requests;
+    entry.connections += tunnel.connections;
+    entry.bytesIn += tunnel.bytesIn;
+    entry.bytesOut += tunnel.bytesOut;
+    series.set(key, entry);
+  }
+  return [...series.values()];
+}
+
+/** Renders the relay's metrics in the Prometheus text format 0.0.4. */
+export function relayMetrics(relay: Relay): string {
+  if (typeof relay !== 'object' || typeof relay.stats !== 'function') {
+    throw new TypeError('relay must be a Relay');
+  }
+  const stats = relay.stats();
+  const sessions = relay.sessionsInfo();
+  const tunnels = relay.tunnelsInfo();
+  const series = tunnelSeries(stats.closedTunnels, tunnels);
+  const byTunnel = (pick: (entry: TunnelSeries) => number, proto?: 'http' | 'tcp'): Sample[] =>
+    series
+      .filter((entry) => proto === undefined || entry.proto === proto)
+      .map((entry) => ({ labels: { proto: entry.proto, tunnel: entry.name }, value: pick(entry) }));
+  const byCode = (map: ReadonlyMap<string, number>): Sample[] =>
+    [...map].map(([code, value]) => ({ labels: { reason: code }, value }));
+  const tunnelKinds = { http: 0, tcp: 0 };
+  for (const tunnel of tunnels) tunnelKinds[tunnel.proto]++;
+
+  const refusedByClass = new Map<string, Sample>();
+  for (const refusal of stats.refusedTotal) {
+    const labels = { listener: refusal.listener, status_class: statusClass(refusal.status) };
+    const key = `${labels.listener} ${labels.status_class}`;
+    refusedByClass.set(key, {
+      labels,
+      value: (refusedByClass.get(key)?.value ?? 0) + refusal.count,
+    });
+  }
+
+  return new PrometheusWriter()
+    .family('warren_relay_agents_connected', 'gauge', 'Agents authenticated and connected now.', [
+      { value: sessions.length },
+    ])
+    .family(
+      'warren_relay_agents_connected_total',
+      'counter',
+      'Agent sessions that authenticated, since the relay started.',
+      [{ value: stats.agentsConnectedTotal }],
+    )
+    .family(
+      'warren_relay_agents_rejected_total',
+      'counter',
+      'Agent connections refused before or during authentication, by error code.',
+      byCode(stats.agentsRejectedTotal),
+    )
+    .family('warren_relay_tunnels', 'gauge', 'Tunnels open now, by kind.', [
+      { labels: { proto: 'http' }, value: tunnelKinds.http },
+      { labels: { proto: 'tcp' }, value: tunnelKinds.tcp },
+    ])
+    .family(
+      'warren_relay_public_connections_total',
+      'counter',
+      'Public connections admitted, by listener (a port shared with agents counts agents under https).',
+      (['http', 'https', 'tcp'] as const).map((listener) => ({
+        labels: { listener },
+        value: stats.publicConnectionsTotal[listener],
+      })),
+    )
+    .family(
+      'warren_relay_tunnel_requests_total',
+      'counter',
+      'HTTP requests forwarded through a tunnel, by tunnel name.',
+      byTunnel((entry) => entry.requests, 'http'),
+    )
+    .family(
+      'warren_relay_tunnel_connections_total',
+      'counter',
+      'Public connections forwarded through a TCP tunnel, by port.',
+      byTunnel((entry) => entry.connections, 'tcp'),
+    )
+    .family(
+      'warren_relay_tunnel_received_bytes_total',
+      'counter',
+      'Bytes received from public clients, by tunnel.',
+      byTunnel((entry) => entry.bytesIn),
+    )
+    .family(
+      'warren_relay_tunnel_sent_bytes_total',
+      'counter',
+      'Bytes sent to public clients, by tunnel.',
+      byTunnel((entry) => entry.bytesOut),
+    )
+    .family(
+      'warren_relay_refused_total',
+      'counter',
+      'Public requests or connections the relay refused itself, by listener, reason (error code) and status (0: closed without a response).',
+      stats.refusedTotal.map((refusal) => ({
+        labels: {
+          listener: refusal.listener,
+          reason: refusal.reason,
+          status: String(refusal.status),
+        },
+        value: refusal.count,
+      })),
+    )
+    .family(
+      'warren_relay_refused_by_status_class_total',
+      'counter',
+      'Public requests or connections the relay refused itself, by listener and status class.',
+      [...refusedByClass.values()],
+    )
+    .family(
+      'warren_relay_handshake_failures_total',
+      'counter',
+      'Failed TLS handshakes, by listener (on a port shared by agents and HTTPS, all count under agent).',
+      (['agent', 'https'] as const).map((listener) => ({
+        labels: { listener },
+        value: stats.handshakeFailuresTotal[listener],
+      })),
+    )
+    .family(
+      'warren_relay_token_rejections_total',
+      'counter',
+      'Agent tokens refused (invalid, expired, revoked), by error code.',
+      byCode(stats.tokenRejectionsTotal),
+    )
+    .family(
+      'warren_relay_yamux_sessions',
+      'gauge',
+      'yamux sessions open now (authenticated or not).',
+      [{ value: stats.yamuxSessions }],
+    )
+    .family('warren_relay_yamux_streams', 'gauge', 'yamux streams open now over all sessions.', [
+      { value: stats.yamuxStreams },
+    ])
+    .toString();
+}
+
+export interface StatusAgent {
+  readonly id: string;
+  readonly name: string;
+  readonly remoteAddress: string;
+  readonly connectedAt: number;
+  readonly tunnels: readonly string[];
+}
+
+export interface StatusTunnel {
+  readonly id: string;
+  readonly proto: 'http' | 'tcp';
+  readonly name: string;
+  readonly url: string;
+  readonly agentId: string;
+  readonly agentName: string;
+  readonly openedAt: number;
+  readonly requests: number;
+  readonly connections: number;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+}
+
+export interface RelayStatus {
+  readonly domain: string;
+  /** Milliseconds since the epoch when the snapshot was taken (rates are computed from two). */
+  readonly now: number;
+  readonly agents: readonly StatusAgent[];
+  readonly tunnels: readonly StatusTunnel[];
+}
+
+/** The dashboard's JSON snapshot: agents and tunnels with their counters. */
+export function relayStatus(relay: Relay): RelayStatus {
+  if (typeof relay !== 'object' || typeof relay.sessionsInfo !== 'function') {
+    throw new TypeError('relay must be a Relay');
+  }
+  return {
+    domain: relay.domain,
+    now: Date.now(),
+    agents: relay.sessionsInfo().map((session) => ({
+      id: session.id,
+      name: session.tokenName,
+      remoteAddress: session.remoteAddress,
+      connectedAt: session.connectedAt,
+      tunnels: session.tunnels,
+    })),
+    tunnels: relay.tunnelsInfo().map((tunnel) => ({
+      id: tunnel.id,
+      proto: tunnel.proto,
+      name: tunnel.name,
+      url: tunnel.url,
+      agentId: tunnel.sessionId,
+      agentName: tunnel.tokenName,
+      openedAt: tunnel.openedAt,
+      requests: tunnel.requests,
+      connections: tunnel.connections,
+      bytesIn: tunnel.bytesIn,
+      bytesOut: tunnel.bytesOut,
+    })),
+  };
+}

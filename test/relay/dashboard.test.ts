@@ -1,0 +1,551 @@
+/**
+ * The relay's admin listener on 127.0.0.1 through a real Relay and Agent:
+ * /metrics parses as Prometheus text and moves with traffic, /api/status lists
+ * agents and tunnels, bearer auth, the Host check (DNS rebinding), security
+ * headers, and the page's script rendering hostile names as text.
+ */
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { request } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
+import { after, before, describe, it } from 'node:test';
+import { runInNewContext } from 'node:vm';
+import { AdminServer, DASHBOARD_CSP, DASHBOARD_HTML } from '../../src/relay/dashboard/index.js';
+import type { RelayStatus } from '../../src/relay/dashboard/index.js';
+import { RelayConfigError } from '../../src/relay/errors.js';
+import type { RelayError } from '../../src/relay/errors.js';
+import {
+  DOMAIN,
+  RelayFixture,
+  exchange,
+  readUntil,
+  statusOf,
+  tcpConnect,
+  waitFor,
+} from './relay-fixture.js';
+
+const ADMIN_TOKEN = 'admin-token-0123456789abcdef';
+/** A token name a hostile operator (or a leaked token) could pick: printable ASCII is allowed. */
+const HOSTILE_NAME = `<img src=x onerror="alert(1)">&\\'`;
+
+interface Reply {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+function adminGet(
+  port: number,
+  path: string,
+  options: { host?: string; token?: string; method?: string } = {},
+): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        path,
+        method: options.method ?? 'GET',
+        agent: false,
+        headers: {
+          host: options.host ?? `127.0.0.1:${port}`,
+          ...(options.token === undefined ? {} : { authorization: `Bearer ${options.token}` }),
+        },
+      },
+      (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () => {
+          resolve({
+            status: response.statusCode ?? 0,
+            headers: response.headers,
+            body: Buffer.concat(chunks).toString(),
+          });
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+// ---- a small Prometheus text parser, independent of the formatter ------------------------------
+
+interface Family {
+  help: string;
+  type: string;
+  samples: { labels: Record<string, string>; value: number }[];
+}
+
+function parseLabels(text: string): Record<string, string> {
+  const labels: Record<string, string> = {};
+  let rest = text;
+  while (rest.length > 0) {
+    const match = /^([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"(,|$)/.exec(rest);
+    if (match === null) throw new Error(`bad labels: ${text}`);
+    const name = match[1] ?? '';
+    labels[name] = (match[2] ?? '').replace(/\\([\\"n])/g, (_all, char: string) =>
+      char === 'n' ? '\n' : char,
+    );
+    rest = rest.slice(match[0].length);
+  }
+  return labels;
+}
+
+function parseExposition(text: string): Map<string, Family> {
+  assert.ok(text.endsWith('\n'), 'the exposition ends with a line feed');
+  const families = new Map<string, Family>();
+  let current: string | null = null;
+  for (const line of text.slice(0, -1).split('\n')) {
+    const help = /^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) (.*)$/.exec(line);
+    if (help !== null) {
+      const name = help[1] ?? '';
+      assert.ok(!families.has(name), `${name} is described once`);
+      families.set(name, { help: help[2] ?? '', type: '', samples: [] });
+      current = name;
+      continue;
+    }
+    const type =
+      /^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)$/.exec(line);
+    if (type !== null) {
+      assert.equal(type[1], current, `TYPE follows HELP for ${type[1] ?? ''}`);
+      const family = families.get(current ?? '');
+      assert.ok(family?.type === '', 'one TYPE per family');
+      family.type = type[2] ?? '';
+      continue;
+    }
+    const sample = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    assert.ok(sample !== null, `a sample line: ${line}`);
+    assert.equal(sample[1], current, `sample ${line} belongs to the family described above it`);
+    const value = Number(sample[3]);
+    assert.ok(!Number.isNaN(value), `a numeric value: ${line}`);
+    families.get(current ?? '')?.samples.push({ labels: parseLabels(sample[2] ?? ''), value });
+  }
+  for (const [name, family] of families) {
+    assert.notEqual(family.type, '', `${name} has a TYPE`);
+    if (family.type === 'counter') assert.ok(name.endsWith('_total'), `${name} ends in _total`);
+  }
+  return families;
+}
+
+/** The value of the sample of `name` whose labels include `labels` (0 when absent). */
+function valueOf(
+  families: Map<string, Family>,
+  name: string,
+  labels: Record<string, string> = {},
+): number {
+  const family = families.get(name);
+  assert.ok(family !== undefined, `metric ${name} exists`);
+  const sample = family.samples.find((candidate) =>
+    Object.entries(labels).every(([key, value]) => candidate.labels[key] === value),
+  );
+  return sample?.value ?? 0;
+}
+
+describe('relay admin listener: /metrics, /api/status, dashboard', () => {
+  let fixture: RelayFixture;
+  let admin: AdminServer;
+  let adminPort: number;
+
+  const scrape = async (): Promise<Map<string, Family>> => {
+    const reply = await adminGet(adminPort, '/metrics', { token: ADMIN_TOKEN });
+    assert.equal(reply.status, 200);
+    assert.equal(reply.headers['content-type'], 'text/plain; version=0.0.4; charset=utf-8');
+    return parseExposition(reply.body);
+  };
+  const status = async (): Promise<RelayStatus> => {
+    const reply = await adminGet(adminPort, '/api/status', { token: ADMIN_TOKEN });
+    assert.equal(reply.status, 200);
+    assert.match(reply.headers['content-type'] ?? '', /^application\/json/);
+    return JSON.parse(reply.body) as RelayStatus;
+  };
+
+  before(async () => {
+    fixture = await RelayFixture.create();
+    const relay = await fixture.startRelay();
+    admin = await AdminServer.start({
+      relay,
+      listen: { host: '127.0.0.1', port: 0 },
+      token: ADMIN_TOKEN,
+    });
+    adminPort = admin.address().port;
+  });
+
+  after(async () => {
+    await admin.close();
+    await fixture.close();
+  });
+
+  it('counts agents, tunnels, requests and bytes as traffic flows, monotonically', async () => {
+    const initial = await scrape();
+    assert.equal(valueOf(initial, 'warren_relay_agents_connected'), 0);
+    assert.equal(valueOf(initial, 'warren_relay_tunnels', { proto: 'http' }), 0);
+
+    const app = await fixture.httpServer((_request, response) => {
+      response.end('hello from the app');
+    });
+    const token = await fixture.token({ name: 'laptop', subdomains: ['app'], tcp: true });
+    const echo = await fixture.echoServer();
+    const agent = fixture.agent(token, [
+      { proto: 'http', localPort: app.port, subdomain: 'app' },
+      { proto: 'tcp', localPort: echo.port },
+    ]);
+    const tunnels = await agent.ready();
+    const tcpPort = tunnels.find((tunnel) => tunnel.spec.proto === 'tcp')?.port;
+    assert.ok(tcpPort !== undefined);
+
+    const socket = fixture.track(await tcpConnect(fixture.ports.http));
+    for (let i = 0; i < 3; i++) {
+      const [response] = await exchange(
+        socket,
+        `GET /${i} HTTP/1.1\r\nHost: app.${DOMAIN}\r\n\r\n`,
+      );
+      assert.equal(statusOf(response), 200);
+    }
+    socket.destroy();
+    const tcp = fixture.track(await tcpConnect(tcpPort));
+    tcp.write('ping through the tunnel');
+    await readUntil(tcp, (bytes) => bytes.toString() === 'ping through the tunnel');
+    tcp.destroy();
+
+    // Byte counts are taken as data passes; give the TCP tunnel's last chunk a moment.
+    let during = await scrape();
+    for (let i = 0; i < 50; i++) {
+      if (
+        valueOf(during, 'warren_relay_tunnel_sent_bytes_total', { proto: 'tcp' }) >= 23 &&
+        valueOf(during, 'warren_relay_tunnel_received_bytes_total', { proto: 'tcp' }) >= 23
+      ) {
+        break;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      during = await scrape();
+    }
+    assert.equal(valueOf(during, 'warren_relay_agents_connected'), 1);
+    assert.equal(valueOf(during, 'warren_relay_agents_connected_total'), 1);
+    assert.equal(valueOf(during, 'warren_relay_tunnels', { proto: 'http' }), 1);
+    assert.equal(valueOf(during, 'warren_relay_tunnels', { proto: 'tcp' }), 1);
+    const appLabels = { proto: 'http', tunnel: 'app' };
+    assert.equal(valueOf(during, 'warren_relay_tunnel_requests_total', appLabels), 3);
+    const tcpLabels = { proto: 'tcp', tunnel: String(tcpPort) };
+    assert.equal(valueOf(during, 'warren_relay_tunnel_connections_total', tcpLabels), 1);
+    assert.equal(valueOf(during, 'warren_relay_tunnel_received_bytes_total', tcpLabels), 23);
+    assert.equal(valueOf(during, 'warren_relay_tunnel_sent_bytes_total', tcpLabels), 23);
+    assert.ok(
+      valueOf(during, 'warren_relay_tunnel_received_bytes_total', appLabels) >=
+        3 * `GET /0 HTTP/1.1\r\nHost: app.${DOMAIN}\r\n\r\n`.length,
+    );
+    assert.ok(
+      valueOf(during, 'warren_relay_tunnel_sent_bytes_total', appLabels) >=
+        3 * 'hello from the app'.length,
+    );
+    assert.ok(
+      valueOf(during, 'warren_relay_public_connections_total', { listener: 'http' }) >=
+        valueOf(initial, 'warren_relay_public_connections_total', { listener: 'http' }) + 1,
+    );
+    assert.equal(valueOf(during, 'warren_relay_yamux_sessions'), 1);
+    assert.ok(valueOf(during, 'warren_relay_yamux_streams') >= 1, 'the control stream at least');
+
+    // /api/status lists the agent and its tunnels.
+    const snapshot = await status();
+    assert.equal(snapshot.domain, DOMAIN);
+    assert.equal(snapshot.agents.length, 1);
+    const agentInfo = snapshot.agents[0];
+    assert.ok(agentInfo !== undefined);
+    assert.equal(agentInfo.name, 'laptop');
+    assert.equal(agentInfo.remoteAddress, '127.0.0.1');
+    assert.ok(Math.abs(agentInfo.connectedAt - Date.now()) < 60_000);
+    const httpTunnel = snapshot.tunnels.find((tunnel) => tunnel.proto === 'http');
+    assert.equal(httpTunnel?.url, `https://app.${DOMAIN}:${fixture.ports.https}`);
+    assert.equal(httpTunnel.requests, 3);
+    assert.equal(httpTunnel.agentName, 'laptop');
+    assert.equal(httpTunnel.agentId, agentInfo.id);
+    const tcpTunnel = snapshot.tunnels.find((tunnel) => tunnel.proto === 'tcp');
+    assert.equal(tcpTunnel?.name, String(tcpPort));
+    assert.equal(tcpTunnel.connections, 1);
+
+    // The agent leaves: gauges drop, counters keep what the closed tunnels carried.
+    await agent.close();
+    let gone = await scrape();
+    for (let i = 0; i < 100 && valueOf(gone, 'warren_relay_agents_connected') !== 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      gone = await scrape();
+    }
+    assert.equal(valueOf(gone, 'warren_relay_agents_connected'), 0);
+    assert.equal(valueOf(gone, 'warren_relay_tunnels', { proto: 'http' }), 0);
+    assert.equal(valueOf(gone, 'warren_relay_tunnel_requests_total', appLabels), 3);
+    assert.equal(valueOf(gone, 'warren_relay_tunnel_sent_bytes_total', tcpLabels), 23);
+    assert.equal(valueOf(gone, 'warren_relay_agents_connected_total'), 1);
+    assert.deepEqual((await status()).agents, []);
+  });
+
+  it('counts refused requests by reason and status, token rejections and handshake failures', async () => {
+    const before = await scrape();
+    const socket = fixture.track(await tcpConnect(fixture.ports.http));
+    const [response] = await exchange(
+      socket,
+      `GET / HTTP/1.1\r\nHost: nothing-here.${DOMAIN}\r\n\r\n`,
+    );
+    assert.equal(statusOf(response), 404);
+    socket.destroy();
+
+    const badAgent = fixture.agent('not-a-token', [{ proto: 'http', localPort: 1 }]);
+    const [fatal] = (await once(badAgent, 'fatal')) as [RelayError];
+    assert.equal(fatal.code, 'ERR_RELAY_TOKEN_INVALID');
+
+    const garbage = fixture.track(await tcpConnect(fixture.ports.agent));
+    garbage.write('this is not TLS\r\n\r\n');
+    await readUntil(garbage, () => false, 5_000).catch(() => undefined);
+
+    let after = await scrape();
+    for (
+      let i = 0;
+      i < 100 &&
+      valueOf(after, 'warren_relay_handshake_failures_total', { listener: 'agent' }) ===
+        valueOf(before, 'warren_relay_handshake_failures_total', { listener: 'agent' });
+      i++
+    ) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      after = await scrape();
+    }
+    const refused = { listener: 'http', reason: 'ERR_RELAY_CONFIG', status: '404' };
+    assert.equal(
+      valueOf(after, 'warren_relay_refused_total', refused) -
+        valueOf(before, 'warren_relay_refused_total', refused),
+      1,
+    );
+    const byClass = { listener: 'http', status_class: '4xx' };
+    assert.equal(
+      valueOf(after, 'warren_relay_refused_by_status_class_total', byClass) -
+        valueOf(before, 'warren_relay_refused_by_status_class_total', byClass),
+      1,
+    );
+    const invalid = { reason: 'ERR_RELAY_TOKEN_INVALID' };
+    assert.equal(
+      valueOf(after, 'warren_relay_token_rejections_total', invalid) -
+        valueOf(before, 'warren_relay_token_rejections_total', invalid),
+      1,
+    );
+    assert.ok(
+      valueOf(after, 'warren_relay_agents_rejected_total', invalid) >
+        valueOf(before, 'warren_relay_agents_rejected_total', invalid),
+    );
+    assert.equal(
+      valueOf(after, 'warren_relay_handshake_failures_total', { listener: 'agent' }) -
+        valueOf(before, 'warren_relay_handshake_failures_total', { listener: 'agent' }),
+      1,
+    );
+  });
+
+  it('requires the bearer token for /metrics and /api/status', async () => {
+    for (const path of ['/metrics', '/api/status']) {
+      const missing = await adminGet(adminPort, path);
+      assert.equal(missing.status, 401, path);
+      assert.match(missing.headers['www-authenticate'] ?? '', /^Bearer/);
+      assert.doesNotMatch(missing.body, /warren_relay|laptop/);
+      assert.equal(
+        (await adminGet(adminPort, path, { token: 'wrong-token-0123456789' })).status,
+        401,
+      );
+      assert.equal((await adminGet(adminPort, path, { token: `${ADMIN_TOKEN}x` })).status, 401);
+      assert.equal((await adminGet(adminPort, path, { token: ADMIN_TOKEN })).status, 200);
+    }
+    // The page is static: it carries no data and asks for the token itself.
+    const page = await adminGet(adminPort, '/');
+    assert.equal(page.status, 200);
+    assert.equal(page.body, DASHBOARD_HTML);
+  });
+
+  it('refuses a Host that is not the admin listener (DNS rebinding)', async () => {
+    for (const host of [
+      `evil.example:${adminPort}`,
+      `127.0.0.1:${adminPort + 1}`,
+      '127.0.0.1',
+      `127.0.0.2:${adminPort}`,
+      'bad host',
+    ]) {
+      const reply = await adminGet(adminPort, '/api/status', { host, token: ADMIN_TOKEN });
+      assert.equal(reply.status, 421, host);
+      assert.doesNotMatch(reply.body, /laptop|tunnel/);
+      assert.equal((await adminGet(adminPort, '/', { host })).status, 421, host);
+    }
+    const local = await adminGet(adminPort, '/api/status', {
+      host: `localhost:${adminPort}`,
+      token: ADMIN_TOKEN,
+    });
+    assert.equal(local.status, 200);
+  });
+
+  it('sets nosniff, CSP and no-store, answers only GET/HEAD, 404 elsewhere', async () => {
+    const page = await adminGet(adminPort, '/');
+    assert.equal(page.headers['x-content-type-options'], 'nosniff');
+    assert.equal(page.headers['content-security-policy'], DASHBOARD_CSP);
+    assert.match(page.headers['content-type'] ?? '', /^text\/html; charset=utf-8/);
+    assert.equal(page.headers['cache-control'], 'no-store');
+    assert.equal(page.headers['x-frame-options'], 'DENY');
+    const metrics = await adminGet(adminPort, '/metrics', { token: ADMIN_TOKEN });
+    assert.equal(metrics.headers['x-content-type-options'], 'nosniff');
+    assert.match(String(metrics.headers['content-security-policy']), /default-src 'none'/);
+    assert.equal((await adminGet(adminPort, '/', { method: 'POST' })).status, 405);
+    const head = await adminGet(adminPort, '/metrics', { method: 'HEAD', token: ADMIN_TOKEN });
+    assert.equal(head.status, 200);
+    assert.equal(head.body, '');
+    assert.equal((await adminGet(adminPort, '/nope')).status, 404);
+  });
+
+  it('without a token: loopback only, and says so by refusing other addresses', async () => {
+    const relay = fixture.relay;
+    assert.ok(relay !== null);
+    await assert.rejects(
+      AdminServer.start({ relay, listen: { host: '0.0.0.0', port: 0 } }),
+      (error: unknown) => error instanceof RelayConfigError && error.message.includes('loopback'),
+    );
+    await assert.rejects(
+      AdminServer.start({ relay, listen: { port: 0 } }),
+      (error: unknown) => error instanceof RelayConfigError && error.message.includes('loopback'),
+    );
+    await assert.rejects(
+      AdminServer.start({ relay, listen: { host: '127.0.0.1', port: 0 }, token: 'short' }),
+      /at least 16/,
+    );
+    const open = await AdminServer.start({ relay, listen: { host: '127.0.0.1', port: 0 } });
+    try {
+      assert.equal(open.authenticated, false);
+      const reply = await adminGet(open.address().port, '/metrics');
+      assert.equal(reply.status, 200);
+      assert.match(reply.body, /^# HELP warren_relay_agents_connected /m);
+    } finally {
+      await open.close();
+    }
+  });
+
+  it("the page's script renders hostile agent names as text, never markup", async () => {
+    const script = /<script>([\s\S]*)<\/script>/.exec(DASHBOARD_HTML)?.[1];
+    assert.ok(script !== undefined);
+    // The CSP allows exactly this inline script, by hash.
+    const { createHash } = await import('node:crypto');
+    const hash = createHash('sha256').update(script).digest('base64');
+    assert.ok(DASHBOARD_CSP.includes(`'sha256-${hash}'`));
+    const style = /<style>([\s\S]*)<\/style>/.exec(DASHBOARD_HTML)?.[1];
+    assert.ok(style !== undefined);
+    const styleHash = createHash('sha256').update(style).digest('base64');
+    assert.ok(DASHBOARD_CSP.includes(`style-src 'sha256-${styleHash}'`));
+    assert.doesNotMatch(
+      DASHBOARD_HTML,
+      /<(?:link|img|iframe)\b|src=|https?:\/\//,
+      'no external assets',
+    );
+    assert.doesNotMatch(script, /innerHTML|outerHTML|insertAdjacentHTML|document\.write/);
+
+    // A real agent whose token carries a hostile name, seen through /api/status.
+    const app = await fixture.httpServer((_request, response) => {
+      response.end('ok');
+    });
+    const token = await fixture.token({ name: HOSTILE_NAME, subdomains: ['hostile'] });
+    const agent = fixture.agent(token, [
+      { proto: 'http', localPort: app.port, subdomain: 'hostile' },
+    ]);
+    await agent.ready();
+    const reply = await adminGet(adminPort, '/api/status', { token: ADMIN_TOKEN });
+    assert.ok(
+      (JSON.parse(reply.body) as RelayStatus).agents.some((each) => each.name === HOSTILE_NAME),
+    );
+
+    // Run the page's script against a minimal DOM in which any HTML sink throws.
+    interface FakeNode {
+      tag: string;
+      textContent: string;
+      className: string;
+      colSpan: number;
+      style: Record<string, string>;
+      value: string;
+      children: FakeNode[];
+      append(...nodes: FakeNode[]): void;
+      replaceChildren(): void;
+      addEventListener(): void;
+    }
+    const makeNode = (tag: string): FakeNode => {
+      const node: FakeNode = {
+        tag,
+        textContent: '',
+        className: '',
+        colSpan: 1,
+        style: {},
+        value: '',
+        children: [],
+        append(...nodes) {
+          node.children.push(...nodes);
+        },
+        replaceChildren() {
+          node.children = [];
+        },
+        addEventListener() {
+          // The token form is not exercised here.
+        },
+      };
+      for (const sink of ['innerHTML', 'outerHTML']) {
+        Object.defineProperty(node, sink, {
+          set() {
+            throw new Error(`${sink} used`);
+          },
+        });
+      }
+      return node;
+    };
+    const byId = new Map<string, FakeNode>();
+    const timers: unknown[] = [];
+    const document = {
+      getElementById(id: string): FakeNode {
+        let node = byId.get(id);
+        if (node === undefined) {
+          node = makeNode(id);
+          byId.set(id, node);
+        }
+        return node;
+      },
+      createElement: makeNode,
+      write() {
+        throw new Error('document.write used');
+      },
+    };
+    const fetchStatus = async (): Promise<{ status: number; ok: boolean; json(): unknown }> => {
+      const answer = await adminGet(adminPort, '/api/status', { token: ADMIN_TOKEN });
+      return {
+        status: answer.status,
+        ok: answer.status === 200,
+        json: () => JSON.parse(answer.body) as unknown,
+      };
+    };
+    runInNewContext(script, {
+      document,
+      fetch: fetchStatus,
+      sessionStorage: { getItem: () => null, setItem: () => undefined },
+      setInterval: (callback: unknown) => timers.push(callback),
+      Date,
+      Map,
+      Math,
+      Number,
+      String,
+      Error,
+    });
+    await waitFor(
+      () => (byId.get('agents')?.children.length ?? 0) > 0,
+      'the agents table to render',
+    );
+    const row = (byId.get('agents')?.children ?? []).find(
+      (candidate) => candidate.children[0]?.textContent === HOSTILE_NAME,
+    );
+    assert.ok(row !== undefined, 'the hostile name is rendered verbatim as text');
+    assert.equal(row.tag, 'tr');
+    assert.equal(row.children[0]?.tag, 'td');
+    assert.equal(row.children[1]?.textContent, '127.0.0.1');
+    const tunnelCells = (byId.get('tunnels')?.children ?? []).flatMap((row) => row.children);
+    assert.ok(
+      tunnelCells.some(
+        (cell) => cell.textContent === `https://hostile.${DOMAIN}:${fixture.ports.https}`,
+      ),
+    );
+    assert.ok(tunnelCells.some((cell) => cell.textContent === HOSTILE_NAME));
+    assert.equal(timers.length, 1, 'the page refreshes on a timer');
+    await agent.close();
+  });
+});
