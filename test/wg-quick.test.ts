@@ -104,33 +104,36 @@ async function waitUntil(
   return condition();
 }
 
+/** wg-quick's namespace and the peer's, joined by a veth with the outer addresses. */
+async function quickAndPeer(
+  harness: NetnsHarness,
+  options: { ipv6: boolean },
+): Promise<{ nsQuick: string; nsPeer: string }> {
+  const nsQuick = await harness.addNamespace('q');
+  const nsPeer = await harness.addNamespace('p');
+  const veth = await harness.addVeth(nsQuick, nsPeer, { devA: 'to-p', devB: 'to-q' });
+  await harness.addAddress(nsQuick, veth.devA, `${INITIATOR_ADDRESSES.outerV4}/${OUTER_PREFIX_V4}`);
+  await harness.addAddress(nsPeer, veth.devB, `${RESPONDER_ADDRESSES.outerV4}/${OUTER_PREFIX_V4}`);
+  if (options.ipv6) {
+    await harness.addAddress(
+      nsQuick,
+      veth.devA,
+      `${INITIATOR_ADDRESSES.outerV6}/${OUTER_PREFIX_V6}`,
+    );
+    await harness.addAddress(
+      nsPeer,
+      veth.devB,
+      `${RESPONDER_ADDRESSES.outerV6}/${OUTER_PREFIX_V6}`,
+    );
+  }
+  return { nsQuick, nsPeer };
+}
+
 for (const impl of IMPLS) {
   describe(`wg-quick with WG_QUICK_USERSPACE_IMPLEMENTATION=${impl}`, () => {
     it('brings the tunnel up from a config file, carries pings, and tears everything down', () =>
       withHarness(async (harness) => {
-        const nsQuick = await harness.addNamespace('q');
-        const nsPeer = await harness.addNamespace('p');
-        const veth = await harness.addVeth(nsQuick, nsPeer, { devA: 'to-p', devB: 'to-q' });
-        await harness.addAddress(
-          nsQuick,
-          veth.devA,
-          `${INITIATOR_ADDRESSES.outerV4}/${OUTER_PREFIX_V4}`,
-        );
-        await harness.addAddress(
-          nsQuick,
-          veth.devA,
-          `${INITIATOR_ADDRESSES.outerV6}/${OUTER_PREFIX_V6}`,
-        );
-        await harness.addAddress(
-          nsPeer,
-          veth.devB,
-          `${RESPONDER_ADDRESSES.outerV4}/${OUTER_PREFIX_V4}`,
-        );
-        await harness.addAddress(
-          nsPeer,
-          veth.devB,
-          `${RESPONDER_ADDRESSES.outerV6}/${OUTER_PREFIX_V6}`,
-        );
+        const { nsQuick, nsPeer } = await quickAndPeer(harness, { ipv6: true });
 
         // The known-good peer: wireguard-go started by the harness, no endpoint for wg-quick's side.
         const peer = await startWireGuard(harness, 'wireguard-go', nsPeer, {
@@ -258,19 +261,7 @@ for (const impl of IMPLS) {
   describe(`wg-quick full tunnel (AllowedIPs = 0.0.0.0/0) with ${impl}`, () => {
     it('sets fwmark and policy routing, and the daemon sends around its own tunnel', () =>
       withHarness(async (harness) => {
-        const nsQuick = await harness.addNamespace('q');
-        const nsPeer = await harness.addNamespace('p');
-        const veth = await harness.addVeth(nsQuick, nsPeer, { devA: 'to-p', devB: 'to-q' });
-        await harness.addAddress(
-          nsQuick,
-          veth.devA,
-          `${INITIATOR_ADDRESSES.outerV4}/${OUTER_PREFIX_V4}`,
-        );
-        await harness.addAddress(
-          nsPeer,
-          veth.devB,
-          `${RESPONDER_ADDRESSES.outerV4}/${OUTER_PREFIX_V4}`,
-        );
+        const { nsQuick, nsPeer } = await quickAndPeer(harness, { ipv6: false });
         // Before the tunnel, everything would leave through the veth: the routing wg-quick must override.
         await harness.exec(nsQuick, [
           'ip',
