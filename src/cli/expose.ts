@@ -12,9 +12,14 @@ import type { AgentConfigFile } from '../relay/agent-config.js';
 import { agentDiagnostics } from '../relay/diagnostics.js';
 import type { AgentStreamErrorEvent } from '../relay/diagnostics.js';
 import { RelayConfigError, RelayError } from '../relay/errors.js';
+import { TrafficRecorder } from '../relay/inspector/recorder.js';
+import { DEFAULT_INSPECTOR_PORT, InspectorServer } from '../relay/inspector/server.js';
 import { isValidSubdomain } from '../relay/token.js';
 
 export const TOKEN_ENV = 'WARREN_RELAY_TOKEN';
+
+/** With the default address, ports 4041…4049 are tried when 4040 is taken. */
+const INSPECTOR_FALLBACK_PORTS = 9;
 
 export const EXPOSE_USAGE = `Usage: warren expose http PORT --relay HOST[:PORT] [OPTIONS]
        warren expose tcp PORT  --relay HOST[:PORT] [OPTIONS]
@@ -36,6 +41,10 @@ Options:
   -c, --config FILE            several tunnels from a JSON file:
                                {"relay": "HOST[:PORT]", "tokenFile": "…", "ca": "…",
                                 "tunnels": [{"http": 3000, "subdomain": "app"}, {"tcp": 5432}]}
+      --inspect ADDR           the local inspector's address (default 127.0.0.1:${DEFAULT_INSPECTOR_PORT},
+                               or the next free port up to ${DEFAULT_INSPECTOR_PORT + INSPECTOR_FALLBACK_PORTS}): browse and replay
+                               the HTTP requests through the tunnels
+      --no-inspect             no inspector
   -v, --verbose                report failed local connections
   -h, --help                   show this help
 `;
@@ -79,6 +88,8 @@ export async function exposeCommand(argv: string[]): Promise<number> {
         ca: { type: 'string' },
         'server-name': { type: 'string' },
         config: { type: 'string', short: 'c' },
+        inspect: { type: 'string' },
+        'no-inspect': { type: 'boolean' },
         verbose: { type: 'boolean', short: 'v' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -98,7 +109,14 @@ export async function exposeCommand(argv: string[]): Promise<number> {
   let relayPort: number;
   let token: string;
   let ca: Buffer | undefined;
+  let inspectAddress: { host: string; port: number } | null = null;
   try {
+    if (values.inspect !== undefined && values['no-inspect'] === true) {
+      return usageError('--inspect and --no-inspect contradict each other');
+    }
+    if (values.inspect !== undefined) {
+      inspectAddress = parseHostPort(values.inspect, DEFAULT_INSPECTOR_PORT);
+    }
     if (values.config !== undefined) {
       if (positionals.length > 0) {
         return usageError('give tunnels either on the command line or in --config, not both');
@@ -158,6 +176,28 @@ export async function exposeCommand(argv: string[]): Promise<number> {
     return 1;
   }
 
+  // The inspector watches http tunnels only: TCP tunnels carry arbitrary protocols.
+  let inspector: InspectorServer | null = null;
+  if (values['no-inspect'] !== true && tunnels.some((spec) => spec.proto === 'http')) {
+    try {
+      inspector = await InspectorServer.start({
+        recorder: new TrafficRecorder(),
+        host: inspectAddress?.host ?? '127.0.0.1',
+        port: inspectAddress?.port ?? DEFAULT_INSPECTOR_PORT,
+        fallbackPorts: inspectAddress === null ? INSPECTOR_FALLBACK_PORTS : 0,
+      });
+      report(`inspector: ${inspector.url}`);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      if (inspectAddress !== null) {
+        report(`cannot start the inspector: ${message}`);
+        return 1;
+      }
+      // The default address is a convenience: the tunnels matter more.
+      report(`no inspector (${message}); continuing without it`);
+    }
+  }
+
   const serverName = values['server-name'] ?? config.serverName;
   const agent = new Agent({
     relayHost,
@@ -166,6 +206,7 @@ export async function exposeCommand(argv: string[]): Promise<number> {
     tunnels,
     ...(serverName === undefined ? {} : { servername: serverName }),
     ...(ca === undefined ? {} : { ca }),
+    ...(inspector === null ? {} : { inspector: inspector.recorder }),
   });
   const onStreamError = (message: unknown): void => {
     const event = message as AgentStreamErrorEvent;
@@ -214,5 +255,6 @@ export async function exposeCommand(argv: string[]): Promise<number> {
   }
   if (values.verbose === true) unsubscribe(agentDiagnostics.streamError.name, onStreamError);
   await agent.close();
+  await inspector?.close();
   return exitCode;
 }

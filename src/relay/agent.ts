@@ -38,6 +38,7 @@ import {
 } from './errors.js';
 import { Session } from './mux/index.js';
 import type { Stream } from './mux/index.js';
+import type { HttpTrafficObserver, StreamTap } from './inspector/recorder.js';
 import { errorResponse } from './public-http.js';
 import { AGENT_ALPN } from './relay.js';
 import { isValidSubdomain } from './token.js';
@@ -84,6 +85,11 @@ export interface AgentOptions {
   readonly preambleTimeoutMs?: number;
   /** Software name/version told to the relay (default "warren"). */
   readonly agentName?: string;
+  /**
+   * Sees a copy of the bytes of every http-tunnel stream (the local inspector,
+   * ./inspector/); the forwarded bytes are not changed or delayed.
+   */
+  readonly inspector?: HttpTrafficObserver;
 }
 
 export type TunnelState = 'pending' | 'open' | 'refused';
@@ -647,11 +653,24 @@ export class Agent extends EventEmitter<AgentEvents> {
     const local = connectTcp({ host, port, allowHalfOpen: true, noDelay: true });
     this.localSockets.add(local);
     let connected = false;
+    let tap: StreamTap | null = null;
     local.once('connect', () => {
       connected = true;
       if (rest.length > 0) local.write(rest);
       stream.pipe(local);
       local.pipe(stream);
+      tap = this.openTap(slot, preamble, host, port);
+      if (tap !== null) {
+        const observed = tap;
+        // Extra 'data' listeners see the same chunks the pipes forward.
+        if (rest.length > 0) observed.fromClient(rest);
+        stream.on('data', (chunk: Buffer) => {
+          observed.fromClient(chunk);
+        });
+        local.on('data', (chunk: Buffer) => {
+          observed.fromService(chunk);
+        });
+      }
     });
     local.on('error', (error: Error) => {
       if (connected) {
@@ -674,6 +693,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     });
     local.on('close', () => {
       this.localSockets.delete(local);
+      tap?.close();
       // A clean close (both directions ended) leaves the stream to flush what it
       // still holds; anything else aborts it.
       if (!local.readableEnded) stream.destroy();
@@ -684,6 +704,53 @@ export class Agent extends EventEmitter<AgentEvents> {
     stream.on('close', () => {
       if (!stream.readableEnded) local.destroy();
     });
+  }
+
+  /** A tap for the inspector on an http stream; the inspector's failures never reach the tunnel. */
+  private openTap(
+    slot: TunnelSlot,
+    preamble: StreamPreamble,
+    host: string,
+    port: number,
+  ): StreamTap | null {
+    const inspector = this.options.inspector;
+    if (inspector === undefined || slot.spec.proto !== 'http') return null;
+    try {
+      const tap = inspector.openStream({
+        tunnelId: preamble.tunnel,
+        url: slot.url,
+        localHost: host,
+        localPort: port,
+      });
+      const guard =
+        (feed: (chunk: Buffer) => void) =>
+        (chunk: Buffer): void => {
+          try {
+            feed(chunk);
+          } catch (error) {
+            this.streamError(
+              preamble.tunnel,
+              error instanceof Error ? error : new Error(String(error)),
+            );
+          }
+        };
+      return {
+        fromClient: guard((chunk) => {
+          tap.fromClient(chunk);
+        }),
+        fromService: guard((chunk) => {
+          tap.fromService(chunk);
+        }),
+        close: () => {
+          guard(() => {
+            tap.close();
+          })(Buffer.alloc(0));
+        },
+      };
+    } catch (error) {
+      this.streamError(preamble.tunnel, error instanceof Error ? error : new Error(String(error)));
+      return null;
+    }
   }
 
   private streamError(tunnelId: string, error: Error): void {

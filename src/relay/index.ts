@@ -35,3 +35,5 @@ export type { TokenRecord, TokenStore } from './token-store.js';
 export { agentDiagnostics, relayDiagnostics } from './diagnostics.js';
 export type * from './diagnostics.js';
 export * from './errors.js';
+export * from './inspector/index.js';
+export * from './dashboard/index.js';
