@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { Agent } from '../relay/agent.js';
 import type { TunnelSpec, TunnelStatus } from '../relay/agent.js';
+import { checkAllowedIps, checkCredentials } from '../relay/access.js';
 import { parseAgentConfig, parseHostPort } from '../relay/agent-config.js';
 import type { AgentConfigFile } from '../relay/agent-config.js';
 import { agentDiagnostics } from '../relay/diagnostics.js';
@@ -36,11 +37,20 @@ Options:
       --subdomain NAME         http: ask for NAME.DOMAIN (default: what the token gives)
       --remote-port N          tcp: ask for this public port
       --local-host HOST        where the local service listens (default 127.0.0.1)
+      --basic-auth USER:PASS   http: every public request needs these credentials
+                               (HTTP basic auth; repeatable). The relay gets only a
+                               salted hash and strips Authorization before forwarding
+      --basic-auth-file FILE   http: credentials from FILE, one USER:PASS a line
+                               (blank lines and lines starting with # are skipped)
+      --allow-ip CIDR          only clients whose real address is in CIDR (v4 or v6,
+                               repeatable; http and tcp); others get 403 / are closed
       --ca FILE                trust this CA for the relay's certificate (private/dev CA)
       --server-name NAME       the name the relay's certificate carries (default: HOST)
   -c, --config FILE            several tunnels from a JSON file:
                                {"relay": "HOST[:PORT]", "tokenFile": "…", "ca": "…",
-                                "tunnels": [{"http": 3000, "subdomain": "app"}, {"tcp": 5432}]}
+                                "tunnels": [{"http": 3000, "subdomain": "app",
+                                             "basicAuth": ["USER:PASS"]},
+                                            {"tcp": 5432, "allowIps": ["203.0.113.0/24"]}]}
       --inspect ADDR           the local inspector's address (default 127.0.0.1:${DEFAULT_INSPECTOR_PORT},
                                or the next free port up to ${DEFAULT_INSPECTOR_PORT + INSPECTOR_FALLBACK_PORTS}): browse and replay
                                the HTTP requests through the tunnels
@@ -66,6 +76,11 @@ function parseLocalPort(text: string | undefined): number {
   return port;
 }
 
+/** A --basic-auth-file's credentials: one USER:PASS a line; blank and # lines skipped. */
+function credentialLines(text: string): string[] {
+  return text.split(/\r?\n/).filter((line) => line.trim().length > 0 && !line.startsWith('#'));
+}
+
 function describeTarget(spec: TunnelSpec): string {
   const host = spec.localHost ?? '127.0.0.1';
   return spec.proto === 'http' ? `http://${host}:${spec.localPort}` : `${host}:${spec.localPort}`;
@@ -85,6 +100,9 @@ export async function exposeCommand(argv: string[]): Promise<number> {
         subdomain: { type: 'string' },
         'remote-port': { type: 'string' },
         'local-host': { type: 'string' },
+        'basic-auth': { type: 'string', multiple: true },
+        'basic-auth-file': { type: 'string' },
+        'allow-ip': { type: 'string', multiple: true },
         ca: { type: 'string' },
         'server-name': { type: 'string' },
         config: { type: 'string', short: 'c' },
@@ -121,6 +139,13 @@ export async function exposeCommand(argv: string[]): Promise<number> {
       if (positionals.length > 0) {
         return usageError('give tunnels either on the command line or in --config, not both');
       }
+      if (
+        values['basic-auth'] !== undefined ||
+        values['basic-auth-file'] !== undefined ||
+        values['allow-ip'] !== undefined
+      ) {
+        return usageError('with --config, give basicAuth and allowIps per tunnel in the file');
+      }
       config = parseAgentConfig(await readFile(values.config, 'utf8'));
       tunnels = [...config.tunnels];
     } else {
@@ -131,18 +156,39 @@ export async function exposeCommand(argv: string[]): Promise<number> {
       if (extra.length > 0) return usageError(`unexpected argument '${extra[0] ?? ''}'`);
       const localPort = parseLocalPort(portText);
       const localHost = values['local-host'];
-      const host = localHost === undefined ? {} : { localHost };
+      const allowIps = values['allow-ip'];
+      if (allowIps !== undefined) checkAllowedIps(allowIps, '--allow-ip');
+      const host = {
+        ...(localHost === undefined ? {} : { localHost }),
+        ...(allowIps === undefined ? {} : { allowIps }),
+      };
       if (kind === 'http') {
         if (values['remote-port'] !== undefined) return usageError('--remote-port is for tcp');
+        const basicAuth = [...(values['basic-auth'] ?? [])];
+        const authFile = values['basic-auth-file'];
+        if (authFile !== undefined) {
+          basicAuth.push(...credentialLines(await readFile(authFile, 'utf8')));
+          if (basicAuth.length === 0) return usageError(`--basic-auth-file: ${authFile} is empty`);
+        }
+        if (basicAuth.length > 0) checkCredentials(basicAuth, '--basic-auth');
         const subdomain = values.subdomain?.toLowerCase();
         if (subdomain !== undefined && !isValidSubdomain(subdomain)) {
           return usageError(`--subdomain: '${subdomain}' is not a DNS label`);
         }
         tunnels = [
-          { proto: 'http', localPort, ...host, ...(subdomain === undefined ? {} : { subdomain }) },
+          {
+            proto: 'http',
+            localPort,
+            ...host,
+            ...(subdomain === undefined ? {} : { subdomain }),
+            ...(basicAuth.length === 0 ? {} : { basicAuth }),
+          },
         ];
       } else {
         if (values.subdomain !== undefined) return usageError('--subdomain is for http');
+        if (values['basic-auth'] !== undefined || values['basic-auth-file'] !== undefined) {
+          return usageError('--basic-auth is for http');
+        }
         const remote = values['remote-port'];
         tunnels = [
           {

@@ -9,11 +9,13 @@
  *     "ca": "/path/to/ca.crt",            (optional: a private CA)
  *     "serverName": "tunnel.example.com", (optional: the name the certificate carries)
  *     "tunnels": [
- *       { "http": 3000, "subdomain": "app", "localHost": "127.0.0.1" },
- *       { "tcp": 5432, "remotePort": 41234 }
+ *       { "http": 3000, "subdomain": "app", "localHost": "127.0.0.1",
+ *         "basicAuth": ["user:password"], "allowIps": ["203.0.113.0/24", "2001:db8::/32"] },
+ *       { "tcp": 5432, "remotePort": 41234, "allowIps": ["198.51.100.7"] }
  *     ]
  *   }
  */
+import { checkAllowedIps, checkCredentials } from './access.js';
 import { RelayConfigError } from './errors.js';
 import type { TunnelSpec } from './agent.js';
 import { isValidSubdomain } from './token.js';
@@ -30,7 +32,22 @@ export interface AgentConfigFile {
 const MAX_CONFIG_BYTES = 1024 * 1024;
 const MAX_TUNNELS = 64;
 const TOP_LEVEL = new Set(['relay', 'token', 'tokenFile', 'ca', 'serverName', 'tunnels']);
-const TUNNEL_FIELDS = new Set(['http', 'tcp', 'subdomain', 'localHost', 'remotePort']);
+const TUNNEL_FIELDS = new Set([
+  'http',
+  'tcp',
+  'subdomain',
+  'localHost',
+  'remotePort',
+  'basicAuth',
+  'allowIps',
+]);
+
+function stringList(value: unknown, where: string): string[] {
+  if (!Array.isArray(value) || !value.every((entry) => typeof entry === 'string')) {
+    throw new RelayConfigError(`${where} must be a list of strings`);
+  }
+  return value;
+}
 
 /** Splits "host[:port]" / "[v6]:port"; the port defaults to `defaultPort`. */
 export function parseHostPort(text: string, defaultPort: number): { host: string; port: number } {
@@ -74,7 +91,15 @@ function parseTunnel(value: unknown, index: number): TunnelSpec {
     if (!TUNNEL_FIELDS.has(key)) throw new RelayConfigError(`${where}: unknown field '${key}'`);
   }
   const localHost = optionalString(object, 'localHost', where);
-  const host = localHost === undefined ? {} : { localHost };
+  let allowIps: string[] | undefined;
+  if (object.allowIps !== undefined) {
+    allowIps = stringList(object.allowIps, `${where}.allowIps`);
+    checkAllowedIps(allowIps, `${where}.allowIps`);
+  }
+  const host = {
+    ...(localHost === undefined ? {} : { localHost }),
+    ...(allowIps === undefined ? {} : { allowIps }),
+  };
   if ((object.http === undefined) === (object.tcp === undefined)) {
     throw new RelayConfigError(`${where} must have exactly one of "http": PORT or "tcp": PORT`);
   }
@@ -86,15 +111,24 @@ function parseTunnel(value: unknown, index: number): TunnelSpec {
     if (subdomain !== undefined && !isValidSubdomain(subdomain)) {
       throw new RelayConfigError(`${where}.subdomain: '${subdomain}' is not a DNS label`);
     }
+    let basicAuth: string[] | undefined;
+    if (object.basicAuth !== undefined) {
+      basicAuth = stringList(object.basicAuth, `${where}.basicAuth`);
+      checkCredentials(basicAuth, `${where}.basicAuth`);
+    }
     return {
       proto: 'http',
       localPort: port(object.http, `${where}.http`),
       ...host,
       ...(subdomain === undefined ? {} : { subdomain }),
+      ...(basicAuth === undefined ? {} : { basicAuth }),
     };
   }
   if (object.subdomain !== undefined) {
     throw new RelayConfigError(`${where}: subdomain is for http tunnels`);
+  }
+  if (object.basicAuth !== undefined) {
+    throw new RelayConfigError(`${where}: basicAuth is for http tunnels`);
   }
   return {
     proto: 'tcp',

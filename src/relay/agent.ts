@@ -30,6 +30,7 @@ import { agentDiagnostics } from './diagnostics.js';
 import type { AgentStreamErrorEvent } from './diagnostics.js';
 import {
   ControlProtocolError,
+  NotPermittedError,
   RelayClosedError,
   RelayConfigError,
   RelayConnectError,
@@ -42,6 +43,8 @@ import type { HttpTrafficObserver, StreamTap } from './inspector/recorder.js';
 import { errorResponse } from './public-http.js';
 import { AGENT_ALPN } from './relay.js';
 import { isValidSubdomain } from './token.js';
+import { checkAllowedIps, checkCredentials, hashCredentials } from './access.js';
+import type { BasicAuthHashes } from './access.js';
 
 export type TunnelSpec =
   | {
@@ -49,12 +52,21 @@ export type TunnelSpec =
       readonly localPort: number;
       readonly localHost?: string;
       readonly subdomain?: string;
+      /**
+       * "user:password" credentials the relay demands of every public request
+       * (HTTP basic auth). Only salted hashes leave this process (./access.ts).
+       */
+      readonly basicAuth?: readonly string[];
+      /** CIDRs (v4 or v6) the public client's real address must be in. */
+      readonly allowIps?: readonly string[];
     }
   | {
       readonly proto: 'tcp';
       readonly localPort: number;
       readonly localHost?: string;
       readonly remotePort?: number;
+      /** CIDRs (v4 or v6) the public client's real address must be in. */
+      readonly allowIps?: readonly string[];
     };
 
 export interface ReconnectOptions {
@@ -138,6 +150,8 @@ interface TunnelSlot {
   rememberedPort?: number;
   retryTimer: NodeJS.Timeout | null;
   retryDelayMs: number;
+  /** The credentials' salted hashes, made once: the same on every (re)request. */
+  readonly basicAuth?: BasicAuthHashes;
 }
 
 function statusOf(slot: TunnelSlot): TunnelStatus {
@@ -280,6 +294,13 @@ export class Agent extends EventEmitter<AgentEvents> {
       if (spec.proto === 'tcp' && spec.remotePort !== undefined) {
         checkPort(spec.remotePort, `${what}.remotePort`);
       }
+      if (spec.proto === 'http' && spec.basicAuth !== undefined) {
+        checkCredentials(spec.basicAuth, `${what}.basicAuth`);
+      }
+      if (spec.proto === 'tcp' && (spec as { basicAuth?: unknown }).basicAuth !== undefined) {
+        throw new RelayConfigError(`${what}.basicAuth is for http tunnels`);
+      }
+      if (spec.allowIps !== undefined) checkAllowedIps(spec.allowIps, `${what}.allowIps`);
     }
     checkDelay(options.connectTimeoutMs, 'options.connectTimeoutMs', 1);
     checkDelay(options.reconnect?.initialDelayMs, 'options.reconnect.initialDelayMs', 1);
@@ -294,6 +315,9 @@ export class Agent extends EventEmitter<AgentEvents> {
       state: 'pending',
       retryTimer: null,
       retryDelayMs: 0,
+      ...(spec.proto === 'http' && spec.basicAuth !== undefined
+        ? { basicAuth: hashCredentials(spec.basicAuth) }
+        : {}),
     }));
   }
 
@@ -524,6 +548,21 @@ export class Agent extends EventEmitter<AgentEvents> {
           return;
         }
         link.pendingOpens.delete(message.id);
+        if (
+          (slot.basicAuth !== undefined || slot.spec.allowIps !== undefined) &&
+          message.access !== true
+        ) {
+          // A relay that ignored the rules: never leave the service exposed without them.
+          link.send({ t: 'close', tunnel: message.tunnel });
+          this.onTunnelRefused(
+            link,
+            slot,
+            new NotPermittedError(
+              'the relay does not enforce basic auth or IP allowlists (too old?): tunnel closed',
+            ),
+          );
+          return;
+        }
         link.tunnels.set(message.tunnel, slot);
         slot.state = 'open';
         slot.url = message.url;
@@ -567,10 +606,18 @@ export class Agent extends EventEmitter<AgentEvents> {
         id,
         proto: 'http',
         ...(subdomain === undefined ? {} : { subdomain }),
+        ...(slot.basicAuth === undefined ? {} : { basicAuth: slot.basicAuth }),
+        ...(spec.allowIps === undefined ? {} : { allowIps: spec.allowIps }),
       });
     } else {
       const port = spec.remotePort ?? slot.rememberedPort;
-      link.send({ t: 'open', id, proto: 'tcp', ...(port === undefined ? {} : { port }) });
+      link.send({
+        t: 'open',
+        id,
+        proto: 'tcp',
+        ...(port === undefined ? {} : { port }),
+        ...(spec.allowIps === undefined ? {} : { allowIps: spec.allowIps }),
+      });
     }
   }
 

@@ -9,10 +9,11 @@
  * client, then the client's bytes.
  *
  *   agent → relay   hello {v, token, agent?}          first message, within the auth timeout
- *                   open  {id, proto: 'http', subdomain?} | {id, proto: 'tcp', port?}
+ *                   open  {id, proto: 'http', subdomain?, basicAuth?, allowIps?}
+ *                       | {id, proto: 'tcp', port?, allowIps?}
  *                   close {tunnel}
  *   relay → agent   welcome {v, session, domain, tokenName, httpPort?, httpsPort?}
- *                   opened  {id, tunnel, proto, url, name? | port?}
+ *                   opened  {id, tunnel, proto, url, name? | port?, access?}
  *                   refused {id, code, message}      one tunnel request failed
  *                   error   {code, message}          the session fails; the relay closes it
  *                   shutdown {message}               the relay is going away: reconnect later
@@ -22,7 +23,15 @@
  * oversized frame is a ControlProtocolError (ERR_RELAY_PROTOCOL). Unknown extra
  * fields are ignored, so later versions can add optional ones.
  */
-import { ControlProtocolError, isRemoteErrorCode } from './errors.js';
+import {
+  BASIC_AUTH_HASH_BYTES,
+  BASIC_AUTH_SALT_BYTES,
+  MAX_ALLOWED_IPS,
+  MAX_BASIC_AUTH_CREDENTIALS,
+  checkAllowedIps,
+} from './access.js';
+import type { BasicAuthHashes } from './access.js';
+import { ControlProtocolError, RelayError, isRemoteErrorCode } from './errors.js';
 import type { RelayErrorCode } from './errors.js';
 
 export const CONTROL_PROTOCOL_VERSION = 1;
@@ -42,12 +51,18 @@ export interface OpenHttpMessage {
   readonly id: number;
   readonly proto: 'http';
   readonly subdomain?: string;
+  /** Salted hashes of the tunnel's basic-auth credentials (./access.ts); never passwords. */
+  readonly basicAuth?: BasicAuthHashes;
+  /** CIDRs the public client's real address must be in. */
+  readonly allowIps?: readonly string[];
 }
 export interface OpenTcpMessage {
   readonly t: 'open';
   readonly id: number;
   readonly proto: 'tcp';
   readonly port?: number;
+  /** CIDRs the public client's real address must be in. */
+  readonly allowIps?: readonly string[];
 }
 export interface CloseTunnelMessage {
   readonly t: 'close';
@@ -71,6 +86,12 @@ export interface OpenedHttpMessage {
   readonly proto: 'http';
   readonly name: string;
   readonly url: string;
+  /**
+   * The relay enforces the request's basicAuth/allowIps. A relay too old to
+   * know them ignores them and leaves this out: the agent then closes the
+   * tunnel rather than expose it unprotected.
+   */
+  readonly access?: true;
 }
 export interface OpenedTcpMessage {
   readonly t: 'opened';
@@ -79,6 +100,8 @@ export interface OpenedTcpMessage {
   readonly proto: 'tcp';
   readonly port: number;
   readonly url: string;
+  /** As in OpenedHttpMessage. */
+  readonly access?: true;
 }
 export interface RefusedMessage {
   readonly t: 'refused';
@@ -250,6 +273,63 @@ function describeType(type: unknown): string {
   return typeof type === 'string' ? JSON.stringify(type.slice(0, 32)) : typeof type;
 }
 
+/** base64url of `bytes` bytes, unpadded. */
+function base64urlPattern(bytes: number): RegExp {
+  return new RegExp(`^[A-Za-z0-9_-]{${Math.ceil((bytes * 4) / 3)}}$`);
+}
+const SALT_PATTERN = base64urlPattern(BASIC_AUTH_SALT_BYTES);
+const HASH_PATTERN = base64urlPattern(BASIC_AUTH_HASH_BYTES);
+
+function optionalBasicAuth(object: JsonObject): BasicAuthHashes | undefined {
+  const value = field(object, 'basicAuth');
+  if (value === undefined) return undefined;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ControlProtocolError("control message field 'basicAuth' must be an object");
+  }
+  const auth = value as JsonObject;
+  const salt = field(auth, 'salt');
+  if (typeof salt !== 'string' || !SALT_PATTERN.test(salt)) {
+    throw new ControlProtocolError(
+      `basicAuth.salt must be ${BASIC_AUTH_SALT_BYTES} bytes of unpadded base64url`,
+    );
+  }
+  const hashes = field(auth, 'hashes');
+  if (!Array.isArray(hashes) || hashes.length === 0 || hashes.length > MAX_BASIC_AUTH_CREDENTIALS) {
+    throw new ControlProtocolError(
+      `basicAuth.hashes must list 1-${MAX_BASIC_AUTH_CREDENTIALS} credential hashes`,
+    );
+  }
+  const checked = hashes.map((hash: unknown, index) => {
+    if (typeof hash !== 'string' || !HASH_PATTERN.test(hash)) {
+      throw new ControlProtocolError(
+        `basicAuth.hashes[${index}] must be ${BASIC_AUTH_HASH_BYTES} bytes of unpadded base64url`,
+      );
+    }
+    return hash;
+  });
+  return { salt, hashes: checked };
+}
+
+function optionalAllowIps(object: JsonObject): readonly string[] | undefined {
+  const value = field(object, 'allowIps');
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value) || value.length > MAX_ALLOWED_IPS) {
+    throw new ControlProtocolError(`allowIps must list 1-${MAX_ALLOWED_IPS} CIDRs`);
+  }
+  const cidrs = value.map((entry: unknown, index) => {
+    if (typeof entry !== 'string') {
+      throw new ControlProtocolError(`allowIps[${index}] must be a string`);
+    }
+    return entry;
+  });
+  try {
+    checkAllowedIps(cidrs, 'allowIps');
+  } catch (error) {
+    throw new ControlProtocolError(error instanceof RelayError ? error.message : String(error));
+  }
+  return cidrs;
+}
+
 const MAX_REQUEST_ID = 2 ** 31 - 1;
 const MAX_TOKEN_LENGTH = 4096;
 
@@ -272,11 +352,30 @@ export function parseAgentMessage(payload: Buffer): AgentMessage {
       const proto = field(object, 'proto');
       if (proto === 'http') {
         const subdomain = optionalString(object, 'subdomain', 63);
-        return { t: 'open', id, proto, ...(subdomain === undefined ? {} : { subdomain }) };
+        const basicAuth = optionalBasicAuth(object);
+        const allowIps = optionalAllowIps(object);
+        return {
+          t: 'open',
+          id,
+          proto,
+          ...(subdomain === undefined ? {} : { subdomain }),
+          ...(basicAuth === undefined ? {} : { basicAuth }),
+          ...(allowIps === undefined ? {} : { allowIps }),
+        };
       }
       if (proto === 'tcp') {
         const port = optionalInteger(object, 'port', 1, 65535);
-        return { t: 'open', id, proto, ...(port === undefined ? {} : { port }) };
+        if (field(object, 'basicAuth') !== undefined) {
+          throw new ControlProtocolError('basicAuth is for http tunnels');
+        }
+        const allowIps = optionalAllowIps(object);
+        return {
+          t: 'open',
+          id,
+          proto,
+          ...(port === undefined ? {} : { port }),
+          ...(allowIps === undefined ? {} : { allowIps }),
+        };
       }
       throw new ControlProtocolError("control message field 'proto' must be 'http' or 'tcp'");
     }
@@ -310,8 +409,21 @@ export function parseRelayMessage(payload: Buffer): RelayMessage {
       const tunnel = requireString(object, 'tunnel', 64);
       const url = requireString(object, 'url', 512);
       const proto = field(object, 'proto');
+      const accessField = field(object, 'access');
+      if (accessField !== undefined && accessField !== true) {
+        throw new ControlProtocolError("control message field 'access' must be true if present");
+      }
+      const access = accessField === true ? { access: true as const } : {};
       if (proto === 'http') {
-        return { t: 'opened', id, tunnel, proto, url, name: requireString(object, 'name', 63) };
+        return {
+          t: 'opened',
+          id,
+          tunnel,
+          proto,
+          url,
+          name: requireString(object, 'name', 63),
+          ...access,
+        };
       }
       if (proto === 'tcp') {
         return {
@@ -321,6 +433,7 @@ export function parseRelayMessage(payload: Buffer): RelayMessage {
           proto,
           url,
           port: requireInteger(object, 'port', 1, 65535),
+          ...access,
         };
       }
       throw new ControlProtocolError("control message field 'proto' must be 'http' or 'tcp'");

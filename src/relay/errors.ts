@@ -25,7 +25,8 @@ export type RelayErrorCode =
   | 'ERR_RELAY_HTTP_PARSE'
   | 'ERR_RELAY_AGENT_UNAVAILABLE'
   | 'ERR_RELAY_CONNECT'
-  | 'ERR_RELAY_CLOSED';
+  | 'ERR_RELAY_CLOSED'
+  | 'ERR_RELAY_ACCESS_DENIED';
 
 export class RelayError extends Error {
   readonly code: RelayErrorCode;
@@ -184,6 +185,20 @@ export class RelayClosedError extends RelayError {
   constructor(message: string) {
     super('ERR_RELAY_CLOSED', message);
     this.name = 'RelayClosedError';
+  }
+}
+
+/** Why a public client was turned away by a tunnel's access rules (./access.ts). */
+export type AccessDeniedReason = 'basic-auth' | 'ip-allowlist';
+
+/** A public request or connection the tunnel's basic auth or IP allowlist refused. */
+export class AccessDeniedError extends RelayError {
+  readonly reason: AccessDeniedReason;
+
+  constructor(reason: AccessDeniedReason, message: string) {
+    super('ERR_RELAY_ACCESS_DENIED', message);
+    this.name = 'AccessDeniedError';
+    this.reason = reason;
   }
 }
 

@@ -7,7 +7,11 @@
  * the tunnel the first request was routed to (else 421 and close), it passes
  * the tunnel's rate limit (else 429), and its head is re-written with
  * X-Forwarded-For/-Proto/-Host from the real connection before it is
- * forwarded. Responses are forwarded verbatim and only observed, to know when
+ * forwarded. A tunnel's access rules (./access.ts) are checked on every
+ * request too: the real source address against its IP allowlist (403), the
+ * Authorization header against its basic-auth credentials (401 with
+ * WWW-Authenticate); that header is then removed, so the local service never
+ * sees the tunnel's password. Responses are forwarded verbatim and only observed, to know when
  * each ends: errors the relay itself answers (404, 421, 429, 408…) are sent
  * after the responses to earlier requests, never in the middle of one.
  *
@@ -19,7 +23,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import { setTimeout as delay } from 'node:timers';
-import { AgentUnavailableError, HttpParseError, RelayError } from './errors.js';
+import { AccessDeniedError, AgentUnavailableError, HttpParseError, RelayError } from './errors.js';
 import { RequestReader, ResponseReader, serializeForwardedHead } from './http1.js';
 import type { HttpLimits, RequestHandler, RequestHead, ResponseHandler } from './http1.js';
 import type { Stream } from './mux/index.js';
@@ -30,6 +34,12 @@ export interface HttpTunnelTarget {
   readonly host: string;
   /** Takes one request from the tunnel's rate limit; false: over the limit. */
   admitRequest(): boolean;
+  /** The tunnel has basic-auth credentials: every request needs Authorization. */
+  readonly requiresAuthorization: boolean;
+  /** The tunnel's IP allowlist admits this (real) client address. */
+  allowsAddress(remoteAddress: string): boolean;
+  /** The Authorization header value (undefined: none) carries a valid credential. */
+  authorize(authorization: string | undefined): boolean;
   /**
    * Opens a stream to the agent with its preamble written. Throws
    * AgentUnavailableError (agent gone) or RelayLimitError (too many streams).
@@ -75,16 +85,34 @@ const LINGER_AFTER_CLOSE_MS = 5_000;
 type Mode = 'http' | 'raw' | 'failing' | 'done';
 
 /** A complete response the relay sends itself, always closing the connection. */
-export function errorResponse(status: number, message: string): Buffer {
+export function errorResponse(status: number, message: string, extraHeaders = ''): Buffer {
   const reason = STATUS_CODES[status] ?? 'Error';
   // Only our own text and validated host names end up here; still, no control bytes.
   const body = `${status} ${reason}\n\n${message.replace(/[^\x20-\x7e]/g, '?')}\n\n-- warren relay\n`;
   return Buffer.from(
     `HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/plain; charset=utf-8\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n` +
-      `Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n\r\n${body}`,
+      `Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n${extraHeaders}\r\n${body}`,
     'latin1',
   );
+}
+
+/** The Authorization value when the request has exactly one (several: none is valid). */
+function singleAuthorization(head: RequestHead): string | undefined {
+  let found: string | undefined;
+  for (const [name, value] of head.headers) {
+    if (name.length !== 13 || name.toLowerCase() !== 'authorization') continue;
+    if (found !== undefined) return undefined;
+    found = value;
+  }
+  return found;
+}
+
+function withoutAuthorization(head: RequestHead): RequestHead {
+  return {
+    ...head,
+    headers: head.headers.filter(([name]) => name.toLowerCase() !== 'authorization'),
+  };
 }
 
 export class PublicHttpConnection {
@@ -267,6 +295,32 @@ export class PublicHttpConnection {
         );
         return false;
       }
+      if (!tunnel.allowsAddress(this.options.remoteAddress)) {
+        this.fail(
+          403,
+          new AccessDeniedError(
+            'ip-allowlist',
+            `${this.options.remoteAddress} may not use ${this.routedHost}`,
+          ),
+          false,
+        );
+        return false;
+      }
+      let forwarded = head;
+      if (tunnel.requiresAuthorization) {
+        if (!tunnel.authorize(singleAuthorization(head))) {
+          this.fail(
+            401,
+            new AccessDeniedError(
+              'basic-auth',
+              `${this.routedHost} needs a user name and password`,
+            ),
+            false,
+          );
+          return false;
+        }
+        forwarded = withoutAuthorization(head);
+      }
       if (!tunnel.admitRequest()) {
         this.fail(
           429,
@@ -299,7 +353,7 @@ export class PublicHttpConnection {
       this.waitingForUpgrade = head.upgrade;
       this.forwardingBody = head.body.kind !== 'none';
       this.writeToStream(
-        serializeForwardedHead(head, {
+        serializeForwardedHead(forwarded, {
           clientAddress: this.options.remoteAddress,
           proto: this.options.proto,
         }),
@@ -539,7 +593,12 @@ export class PublicHttpConnection {
     this.pause(PAUSED_BY_FAILURE);
     this.options.onRefused?.(status, error);
     if (!this.socket.destroyed && !this.socket.writableEnded) {
-      this.socket.end(errorResponse(status, error.message));
+      // RFC 7617 §2: the challenge names the protection space, here the tunnel's host.
+      const challenge =
+        status === 401 && error instanceof AccessDeniedError
+          ? `WWW-Authenticate: Basic realm="${this.routedHost}", charset="UTF-8"\r\n`
+          : '';
+      this.socket.end(errorResponse(status, error.message, challenge));
     }
     this.endStream();
     this.startLinger();

@@ -22,6 +22,7 @@
  * tell agents to reconnect later and close.
  */
 import { randomBytes } from 'node:crypto';
+import { BasicAuthVerifier, IpAllowlist } from './access.js';
 import { once } from 'node:events';
 import { createServer as createNetServer } from 'node:net';
 import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
@@ -50,6 +51,7 @@ import type {
 } from './diagnostics.js';
 import { relayDiagnostics } from './diagnostics.js';
 import {
+  AccessDeniedError,
   AgentUnavailableError,
   AuthTimeoutError,
   ControlProtocolError,
@@ -209,7 +211,7 @@ export interface TunnelTotals {
 /** How often the relay refused public traffic for one reason. */
 export interface RefusalCount {
   readonly listener: 'http' | 'https' | 'tcp';
-  /** The error code. */
+  /** The error code, or the access rule that refused ('basic-auth', 'ip-allowlist'). */
   readonly reason: string;
   /** HTTP status sent, 0 when the connection was just closed. */
   readonly status: number;
@@ -316,6 +318,22 @@ interface TunnelBase {
   close(): void;
 }
 
+/** A tunnel's access rules (./access.ts); null: no such rule. */
+interface TunnelAccess {
+  readonly allowlist: IpAllowlist | null;
+  readonly basicAuth: BasicAuthVerifier | null;
+}
+
+function accessOf(message: OpenHttpMessage | OpenTcpMessage): TunnelAccess {
+  return {
+    allowlist: message.allowIps === undefined ? null : new IpAllowlist(message.allowIps),
+    basicAuth:
+      message.proto === 'http' && message.basicAuth !== undefined
+        ? new BasicAuthVerifier(message.basicAuth)
+        : null,
+  };
+}
+
 class HttpTunnel implements HttpTunnelTarget, TunnelBase {
   readonly id = randomBytes(8).toString('hex');
   readonly openedAt = Date.now();
@@ -330,8 +348,21 @@ class HttpTunnel implements HttpTunnelTarget, TunnelBase {
     readonly host: string,
     readonly url: string,
     limits: RelayLimits,
+    private readonly access: TunnelAccess,
   ) {
     this.bucket = new TokenBucket(limits.requestsPerSecond, limits.requestBurst);
+  }
+
+  get requiresAuthorization(): boolean {
+    return this.access.basicAuth !== null;
+  }
+
+  allowsAddress(remoteAddress: string): boolean {
+    return this.access.allowlist?.allows(remoteAddress) ?? true;
+  }
+
+  authorize(authorization: string | undefined): boolean {
+    return this.access.basicAuth?.verify(authorization) ?? true;
   }
 
   admitRequest(): boolean {
@@ -388,6 +419,7 @@ class TcpTunnel implements TunnelBase {
     private readonly server: NetServer,
     private readonly relay: Relay,
     limits: RelayLimits,
+    private readonly allowlist: IpAllowlist | null,
   ) {
     this.bucket = new TokenBucket(limits.tcpConnectionsPerSecond, limits.tcpConnectionBurst);
     this.serverClosed = new Promise((resolve) => {
@@ -409,6 +441,17 @@ class TcpTunnel implements TunnelBase {
 
   private onConnection(socket: Socket): void {
     const remoteAddress = normalizeAddress(socket.remoteAddress);
+    // The real source address, checked at accept: not one byte is read or forwarded.
+    if (this.allowlist !== null && !this.allowlist.allows(socket.remoteAddress)) {
+      this.relay.refusePublic(
+        'tcp',
+        remoteAddress,
+        0,
+        new AccessDeniedError('ip-allowlist', `${remoteAddress} may not use port ${this.port}`),
+      );
+      socket.destroy();
+      return;
+    }
     if (!this.relay.admitPublic(socket, 'tcp')) return;
     if (!this.bucket.take()) {
       this.relay.refusePublic(
@@ -748,15 +791,19 @@ class AgentSession {
           `at most ${this.relay.limits.maxTunnelsPerSession} tunnels per agent connection`,
         );
       }
+      const access = accessOf(message);
       const tunnel =
         message.proto === 'http'
-          ? this.relay.openHttpTunnel(this, grant, message.subdomain)
-          : await this.relay.openTcpTunnel(this, grant, message.port);
+          ? this.relay.openHttpTunnel(this, grant, message.subdomain, access)
+          : await this.relay.openTcpTunnel(this, grant, message.port, access.allowlist);
       if (this.closed) {
         this.relay.unregisterTunnel(tunnel, false);
         return;
       }
       this.tunnels.set(tunnel.id, tunnel);
+      // Confirms the access rules are enforced (an older relay would not say so).
+      const enforced =
+        access.allowlist !== null || access.basicAuth !== null ? { access: true as const } : {};
       if (tunnel instanceof HttpTunnel) {
         this.send({
           t: 'opened',
@@ -765,6 +812,7 @@ class AgentSession {
           proto: 'http',
           name: tunnel.name,
           url: tunnel.url,
+          ...enforced,
         });
       } else {
         this.send({
@@ -774,6 +822,7 @@ class AgentSession {
           proto: 'tcp',
           port: tunnel.port,
           url: tunnel.url,
+          ...enforced,
         });
       }
       publish(relayDiagnostics.tunnelOpened, (): TunnelEvent => ({
@@ -1072,6 +1121,7 @@ export class Relay {
     session: AgentSession,
     grant: TokenGrant,
     requested: string | undefined,
+    access: TunnelAccess = { allowlist: null, basicAuth: null },
   ): HttpTunnel {
     if (this.state !== 'running') throw new RelayClosedError('the relay is shutting down');
     let name = chooseSubdomain(grant, requested);
@@ -1096,6 +1146,7 @@ export class Relay {
       `${name}.${this.domain}`,
       this.publicUrl(name),
       this.limits,
+      access,
     );
     this.httpTunnels.set(name, tunnel);
     this.offlineNames.delete(name);
@@ -1106,6 +1157,7 @@ export class Relay {
     session: AgentSession,
     grant: TokenGrant,
     requested: number | undefined,
+    allowlist: IpAllowlist | null = null,
   ): Promise<TcpTunnel> {
     if (this.state !== 'running') throw new RelayClosedError('the relay is shutting down');
     if (grant.tcp === false) {
@@ -1162,6 +1214,7 @@ export class Relay {
         server,
         this,
         this.limits,
+        allowlist,
       );
       this.tcpTunnels.set(port, tunnel);
       this.offlineNames.delete(`:${port}`);
@@ -1265,10 +1318,12 @@ export class Relay {
     status: number,
     error: RelayError,
   ): void {
-    const key = `${listener} ${error.code} ${status}`;
+    // Access refusals count by rule ('basic-auth', 'ip-allowlist'), the rest by error code.
+    const reason = error instanceof AccessDeniedError ? error.reason : error.code;
+    const key = `${listener} ${reason} ${status}`;
     const refusal = this.counters.refused.get(key);
     if (refusal === undefined) {
-      this.counters.refused.set(key, { listener, reason: error.code, status, count: 1 });
+      this.counters.refused.set(key, { listener, reason, status, count: 1 });
     } else {
       refusal.count++;
     }

@@ -130,7 +130,7 @@ export function relayMetrics(relay: Relay): string {
     .family(
       'warren_relay_refused_total',
       'counter',
-      'Public requests or connections the relay refused itself, by listener, reason (error code) and status (0: closed without a response).',
+      'Public requests or connections the relay refused itself, by listener, reason (error code, or basic-auth / ip-allowlist) and status (0: closed without a response).',
       stats.refusedTotal.map((refusal) => ({
         labels: {
           listener: refusal.listener,
