@@ -23,6 +23,7 @@ import {
   WARREN_CLI,
   writeUserFile,
 } from '../test/harness/warren-run.js';
+import { median } from './stats.js';
 
 const USAGE = `usage: run-startup [--runs N]
   Times \`warren run -c CONFIG -- true\`, \`unshare -Urn true\` and \`node -e 0\`, N times each
@@ -49,14 +50,6 @@ function parseRuns(argv: readonly string[]): number {
     throw new RangeError(`--runs must be an integer in 1..1000, got ${values.runs}`);
   }
   return runs;
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  const upper = sorted[middle] ?? Number.NaN;
-  if (sorted.length % 2 === 1) return upper;
-  return ((sorted[middle - 1] ?? Number.NaN) + upper) / 2;
 }
 
 /**

@@ -17,6 +17,7 @@ import { createTunnelPair } from '../test/harness/topology.js';
 import { runIperf3, waitForPing } from '../test/harness/traffic.js';
 import { isWireGuardImpl, WIREGUARD_IMPLS } from '../test/harness/wireguard.js';
 import type { WireGuardImpl } from '../test/harness/wireguard.js';
+import { integerOption, median } from './stats.js';
 
 interface BenchOptions {
   readonly implA: WireGuardImpl;
@@ -57,15 +58,6 @@ function parseOptions(argv: readonly string[]): BenchOptions {
     console.log(USAGE);
     process.exit(0);
   }
-  const integer = (text: string, name: string, min: number, max: number): number => {
-    const value = Number(text);
-    if (!Number.isInteger(value) || value < min || value > max) {
-      throw new RangeError(
-        `--${name} must be an integer in [${min}, ${max}], got ${JSON.stringify(text)}`,
-      );
-    }
-    return value;
-  };
   const impl = (text: string, name: string): WireGuardImpl => {
     if (!isWireGuardImpl(text))
       throw new RangeError(`--${name} must be one of ${WIREGUARD_IMPLS.join(', ')}, got ${text}`);
@@ -74,10 +66,10 @@ function parseOptions(argv: readonly string[]): BenchOptions {
   return {
     implA: impl(values['impl-a'], 'impl-a'),
     implB: impl(values['impl-b'], 'impl-b'),
-    seconds: integer(values.seconds, 'seconds', 1, 120),
-    streams: integer(values.streams, 'streams', 1, 16),
-    mtu: integer(values.mtu, 'mtu', 1280, 9000),
-    rounds: integer(values.rounds, 'rounds', 1, 20),
+    seconds: integerOption(values.seconds, 'seconds', 1, 120),
+    streams: integerOption(values.streams, 'streams', 1, 16),
+    mtu: integerOption(values.mtu, 'mtu', 1280, 9000),
+    rounds: integerOption(values.rounds, 'rounds', 1, 20),
     reverse: values.reverse,
   };
 }
@@ -174,13 +166,6 @@ interface Summary {
   readonly minBitsPerSecond: number;
   readonly maxBitsPerSecond: number;
   readonly medianRetransmits: number | undefined;
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((x, y) => x - y);
-  const middle = Math.floor(sorted.length / 2);
-  const upper = sorted[middle] ?? Number.NaN;
-  return sorted.length % 2 === 1 ? upper : ((sorted[middle - 1] ?? Number.NaN) + upper) / 2;
 }
 
 function summarize(measurements: readonly Measurement[]): Summary {

@@ -16,6 +16,7 @@ import type { Socket } from 'node:net';
 import { parseArgs } from 'node:util';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { Session } from '../src/relay/mux/session.js';
+import { integerOption, median } from './stats.js';
 
 type Mode = 'tcp' | 'yamux';
 
@@ -48,19 +49,10 @@ function parseOptions(argv: readonly string[]): BenchOptions {
     console.log(USAGE);
     process.exit(0);
   }
-  const integer = (text: string, name: string, min: number, max: number): number => {
-    const value = Number(text);
-    if (!Number.isInteger(value) || value < min || value > max) {
-      throw new RangeError(
-        `--${name} must be an integer in [${min}, ${max}], got ${JSON.stringify(text)}`,
-      );
-    }
-    return value;
-  };
   return {
-    mib: integer(values.mib, 'mib', 1, 4096),
-    rounds: integer(values.rounds, 'rounds', 1, 20),
-    chunkKiB: integer(values['chunk-kib'], 'chunk-kib', 1, 16 * 1024),
+    mib: integerOption(values.mib, 'mib', 1, 4096),
+    rounds: integerOption(values.rounds, 'rounds', 1, 20),
+    chunkKiB: integerOption(values['chunk-kib'], 'chunk-kib', 1, 16 * 1024),
   };
 }
 
@@ -139,14 +131,6 @@ async function measure(mode: Mode, bytes: number, chunk: Buffer): Promise<number
   } finally {
     await worker.terminate();
   }
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1
-    ? (sorted[middle] ?? 0)
-    : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2;
 }
 
 const mbps = (bytesPerSecond: number): string => `${(bytesPerSecond / 1e6).toFixed(0)} MB/s`;
