@@ -6,8 +6,6 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { request } from 'node:http';
-import type { IncomingHttpHeaders } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { runInNewContext } from 'node:vm';
 import { AdminServer, DASHBOARD_CSP, DASHBOARD_HTML } from '../../src/relay/dashboard/index.js';
@@ -22,50 +20,24 @@ import {
   statusOf,
   tcpConnect,
   waitFor,
+  httpAsk,
 } from './relay-fixture.js';
+import type { HttpAnswer } from './relay-fixture.js';
 
 const ADMIN_TOKEN = 'admin-token-0123456789abcdef';
 /** A token name a hostile operator (or a leaked token) could pick: printable ASCII is allowed. */
 const HOSTILE_NAME = `<img src=x onerror="alert(1)">&\\'`;
 
-interface Reply {
-  status: number;
-  headers: IncomingHttpHeaders;
-  body: string;
-}
+type Reply = HttpAnswer;
 
 function adminGet(
   port: number,
   path: string,
   options: { host?: string; token?: string; method?: string } = {},
 ): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port,
-        path,
-        method: options.method ?? 'GET',
-        agent: false,
-        headers: {
-          host: options.host ?? `127.0.0.1:${port}`,
-          ...(options.token === undefined ? {} : { authorization: `Bearer ${options.token}` }),
-        },
-      },
-      (response) => {
-        const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('end', () => {
-          resolve({
-            status: response.statusCode ?? 0,
-            headers: response.headers,
-            body: Buffer.concat(chunks).toString(),
-          });
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end();
+  return httpAsk(port, options.method ?? 'GET', path, {
+    ...(options.host === undefined ? {} : { host: options.host }),
+    ...(options.token === undefined ? {} : { authorization: `Bearer ${options.token}` }),
   });
 }
 

@@ -9,7 +9,6 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { request as httpRequest } from 'node:http';
-import type { IncomingHttpHeaders } from 'node:http';
 import { createServer } from 'node:net';
 import type { Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
@@ -27,40 +26,11 @@ import {
   statusOf,
   tcpConnect,
   waitFor,
+  httpAsk,
 } from './relay-fixture.js';
+import type { HttpAnswer } from './relay-fixture.js';
 
-interface Answer {
-  status: number;
-  headers: IncomingHttpHeaders;
-  body: string;
-}
-
-/** A request to the inspector with full control of the headers (Host included). */
-function ask(
-  port: number,
-  method: string,
-  path: string,
-  headers: Record<string, string> = {},
-): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const request = httpRequest(
-      { host: '127.0.0.1', port, method, path, headers: { host: `127.0.0.1:${port}`, ...headers } },
-      (response) => {
-        const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('end', () => {
-          resolve({
-            status: response.statusCode ?? 0,
-            headers: response.headers,
-            body: Buffer.concat(chunks).toString(),
-          });
-        });
-      },
-    );
-    request.on('error', reject);
-    request.end();
-  });
-}
+type Answer = HttpAnswer;
 
 interface BodyJson {
   size: number;
@@ -221,7 +191,7 @@ describe('the local inspector', () => {
     const chunkedExchange = await settled('/chunked');
     const bigExchange = await settled('/big');
 
-    const list = parseList(await ask(inspector.port, 'GET', '/api/requests'));
+    const list = parseList(await httpAsk(inspector.port, 'GET', '/api/requests'));
     const byTarget = new Map(list.map((summary) => [summary.target, summary]));
     assert.equal(byTarget.get('/hello?a=1')?.method, 'GET');
     assert.equal(byTarget.get('/hello?a=1')?.status, 200);
@@ -229,7 +199,7 @@ describe('the local inspector', () => {
     assert.equal(byTarget.get('/chunked')?.state, 'complete');
     assert.equal(byTarget.get('/big')?.tunnel, `https://app.${DOMAIN}:${fixture.ports.https}`);
 
-    const formDetails = parseOne(await ask(inspector.port, 'GET', `/api/requests/${form.id}`));
+    const formDetails = parseOne(await httpAsk(inspector.port, 'GET', `/api/requests/${form.id}`));
     assert.equal(formDetails.request?.body.data, 'hello world');
     assert.equal(formDetails.request.body.encoding, 'text');
     assert.ok(
@@ -243,23 +213,25 @@ describe('the local inspector', () => {
       'hello world',
     );
 
-    const helloDetails = parseOne(await ask(inspector.port, 'GET', `/api/requests/${hello.id}`));
+    const helloDetails = parseOne(
+      await httpAsk(inspector.port, 'GET', `/api/requests/${hello.id}`),
+    );
     assert.equal(helloDetails.state, 'complete');
     assert.equal(helloDetails.request?.body.size, 0);
 
     const chunkedDetails = parseOne(
-      await ask(inspector.port, 'GET', `/api/requests/${chunkedExchange.id}`),
+      await httpAsk(inspector.port, 'GET', `/api/requests/${chunkedExchange.id}`),
     );
     assert.equal(chunkedDetails.response?.body.data, 'first,second,third', 'de-chunked');
 
     const bigDetails = parseOne(
-      await ask(inspector.port, 'GET', `/api/requests/${bigExchange.id}`),
+      await httpAsk(inspector.port, 'GET', `/api/requests/${bigExchange.id}`),
     );
     assert.equal(bigDetails.response?.body.size, 100 * 1024);
     assert.equal(bigDetails.response.body.capturedSize, 64 * 1024);
     assert.equal(bigDetails.response.body.truncated, true);
 
-    assert.equal((await ask(inspector.port, 'GET', '/api/requests/999999')).status, 404);
+    assert.equal((await httpAsk(inspector.port, 'GET', '/api/requests/999999')).status, 404);
   });
 
   it('replays a request to the local service and records it as a replay', async () => {
@@ -274,7 +246,7 @@ describe('the local inspector', () => {
     const callsBefore = countCalls;
 
     const replayed = parseOne(
-      await ask(inspector.port, 'POST', `/api/requests/${original.id}/replay`, {
+      await httpAsk(inspector.port, 'POST', `/api/requests/${original.id}/replay`, {
         [REPLAY_HEADER]: 'replay',
         origin: `http://127.0.0.1:${inspector.port}`,
       }),
@@ -285,7 +257,7 @@ describe('the local inspector', () => {
     assert.equal(replayed.state, 'complete');
     assert.equal(replayed.response?.body.data, `call ${countCalls} body 3`);
     assert.notEqual(replayed.id, original.id);
-    const listed = parseList(await ask(inspector.port, 'GET', '/api/requests'));
+    const listed = parseList(await httpAsk(inspector.port, 'GET', '/api/requests'));
     assert.equal(listed.find((summary) => summary.id === replayed.id)?.replayOf, original.id);
   });
 
@@ -301,7 +273,7 @@ describe('the local inspector', () => {
     const original = await settled('/count/big');
     assert.equal(original.request?.body.truncated, true);
     const calls = countCalls;
-    const refused = await ask(inspector.port, 'POST', `/api/requests/${original.id}/replay`, {
+    const refused = await httpAsk(inspector.port, 'POST', `/api/requests/${original.id}/replay`, {
       [REPLAY_HEADER]: '1',
     });
     assert.equal(refused.status, 409);
@@ -319,18 +291,18 @@ describe('the local inspector', () => {
     // A cross-site form post: no custom header.
     assert.equal(
       (
-        await ask(inspector.port, 'POST', path, {
+        await httpAsk(inspector.port, 'POST', path, {
           origin: 'http://evil.example',
           'content-type': 'application/x-www-form-urlencoded',
         })
       ).status,
       403,
     );
-    assert.equal((await ask(inspector.port, 'POST', path)).status, 403);
+    assert.equal((await httpAsk(inspector.port, 'POST', path)).status, 403);
     // The header, but from another origin or site.
     assert.equal(
       (
-        await ask(inspector.port, 'POST', path, {
+        await httpAsk(inspector.port, 'POST', path, {
           [REPLAY_HEADER]: '1',
           origin: 'http://evil.example',
         })
@@ -339,18 +311,18 @@ describe('the local inspector', () => {
     );
     assert.equal(
       (
-        await ask(inspector.port, 'POST', path, {
+        await httpAsk(inspector.port, 'POST', path, {
           [REPLAY_HEADER]: '1',
           'sec-fetch-site': 'cross-site',
         })
       ).status,
       403,
     );
-    assert.equal((await ask(inspector.port, 'GET', path)).status, 405);
+    assert.equal((await httpAsk(inspector.port, 'GET', path)).status, 405);
     assert.equal(countCalls, calls, 'nothing was replayed');
     assert.equal(
       (
-        await ask(inspector.port, 'POST', path, {
+        await httpAsk(inspector.port, 'POST', path, {
           [REPLAY_HEADER]: '1',
           'sec-fetch-site': 'same-origin',
         })
@@ -368,15 +340,15 @@ describe('the local inspector', () => {
       '127.0.0.1',
       `localhost.evil.example:${port}`,
     ]) {
-      const answer = await ask(port, 'GET', '/api/requests', { host });
+      const answer = await httpAsk(port, 'GET', '/api/requests', { host });
       assert.equal(answer.status, 403, host);
       assert.doesNotMatch(answer.body, /\[/, 'no data leaks');
     }
     assert.equal(
-      (await ask(port, 'GET', '/api/requests', { host: `localhost:${port}` })).status,
+      (await httpAsk(port, 'GET', '/api/requests', { host: `localhost:${port}` })).status,
       200,
     );
-    assert.equal((await ask(port, 'GET', '/', { host: `[::1]:${port}` })).status, 200);
+    assert.equal((await httpAsk(port, 'GET', '/', { host: `[::1]:${port}` })).status, 200);
   });
 
   it('serves a page with a strict CSP that never embeds recorded data', async () => {
@@ -389,7 +361,7 @@ describe('the local inspector', () => {
     assert.match(answer ?? '', /<script>alert\(2\)/);
     const xss = await settled('/xss');
 
-    const page = await ask(inspector.port, 'GET', '/');
+    const page = await httpAsk(inspector.port, 'GET', '/');
     assert.equal(page.status, 200);
     assert.match(String(page.headers['content-type']), /^text\/html/);
     assert.equal(page.headers['x-content-type-options'], 'nosniff');
@@ -413,7 +385,7 @@ describe('the local inspector', () => {
     assert.doesNotThrow(() => new Script(script), 'the page script compiles');
 
     // The data itself is served as JSON, never as HTML.
-    const details = await ask(inspector.port, 'GET', `/api/requests/${xss.id}`);
+    const details = await httpAsk(inspector.port, 'GET', `/api/requests/${xss.id}`);
     assert.match(String(details.headers['content-type']), /^application\/json/);
     assert.equal(details.headers['x-content-type-options'], 'nosniff');
     const parsed = parseOne(details);
@@ -467,7 +439,9 @@ describe('the local inspector', () => {
       garbage = recorded((entry) => entry.request?.target === '/garbage')[0];
       return garbage?.state === 'unparseable';
     }, 'the unparseable exchange');
-    const details = parseOne(await ask(inspector.port, 'GET', `/api/requests/${garbage?.id ?? 0}`));
+    const details = parseOne(
+      await httpAsk(inspector.port, 'GET', `/api/requests/${garbage?.id ?? 0}`),
+    );
     assert.equal(details.state, 'unparseable');
     assert.match(details.error ?? '', /status line/);
     assert.equal(details.rawSample?.encoding, 'text');
@@ -535,12 +509,12 @@ describe('the local inspector', () => {
         tap.fromService(Buffer.from('HTTP/1.1 204 No Content\r\n\r\n'));
         tap.close();
       }
-      const list = parseList(await ask(server.port, 'GET', '/api/requests'));
+      const list = parseList(await httpAsk(server.port, 'GET', '/api/requests'));
       assert.deepEqual(
         list.map((summary) => summary.target),
         ['/r4', '/r5', '/r6'],
       );
-      assert.equal((await ask(server.port, 'GET', `/api/requests/1`)).status, 404);
+      assert.equal((await httpAsk(server.port, 'GET', `/api/requests/1`)).status, 404);
     } finally {
       await server.close();
     }

@@ -8,8 +8,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer as createHttpServer } from 'node:http';
-import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
+import { createServer as createHttpServer, request as httpRequest } from 'node:http';
+import type {
+  IncomingHttpHeaders,
+  IncomingMessage,
+  Server as HttpServer,
+  ServerResponse,
+} from 'node:http';
 import { connect, createServer as createNetServer } from 'node:net';
 import type { Server as NetServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -341,5 +346,48 @@ export function serveWebSocketEcho(server: HttpServer): void {
     socket.on('data', onData);
     socket.on('error', () => undefined);
     if (head.length > 0) onData(Buffer.alloc(0));
+  });
+}
+
+export interface HttpAnswer {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+/**
+ * One HTTP/1.1 request to 127.0.0.1:PORT on a fresh connection, with full control of
+ * the headers: Host defaults to 127.0.0.1:PORT and `headers.host` overrides it.
+ */
+export function httpAsk(
+  port: number,
+  method: string,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<HttpAnswer> {
+  return new Promise((resolve, reject) => {
+    const request = httpRequest(
+      {
+        host: '127.0.0.1',
+        port,
+        method,
+        path,
+        agent: false,
+        headers: { host: `127.0.0.1:${port}`, ...headers },
+      },
+      (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () => {
+          resolve({
+            status: response.statusCode ?? 0,
+            headers: response.headers,
+            body: Buffer.concat(chunks).toString(),
+          });
+        });
+      },
+    );
+    request.on('error', reject);
+    request.end();
   });
 }
