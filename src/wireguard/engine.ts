@@ -31,7 +31,7 @@ import {
   UNDER_LOAD_HANDSHAKES_PER_SECOND,
 } from './constants.js';
 import { CookieChecker } from './cookie.js';
-import { dh, publicKeyFrom } from './crypto.js';
+import { constantTimeEqual, dh, publicKeyFrom } from './crypto.js';
 import { copyEndpoint, endpointSourceBytes, sameEndpoint, type Endpoint } from './endpoint.js';
 import {
   consumeInitiation,
@@ -41,6 +41,7 @@ import {
   type StaticIdentity,
 } from './handshake.js';
 import { Keypair } from './keypair.js';
+import { readUint32LE } from './messages.js';
 import { keyToHex } from './keys.js';
 import { OFF, Peer } from './peer.js';
 import { RateLimiter } from './ratelimiter.js';
@@ -136,7 +137,8 @@ export class Engine {
    */
   setPrivateKey(privateKey: Uint8Array | null): void {
     const current = this.identity?.privateKey;
-    if (privateKey !== null && current !== undefined && equal(current, privateKey)) return;
+    if (privateKey !== null && current !== undefined && constantTimeEqual(current, privateKey))
+      return;
     if (privateKey === null) {
       this.identity = null;
     } else {
@@ -170,7 +172,7 @@ export class Engine {
     const existing = this.peersById.get(id);
     if (existing !== undefined) return existing;
     const own = this.identity?.publicKey;
-    if (own !== undefined && equal(own, publicKey)) return null;
+    if (own !== undefined && constantTimeEqual(own, publicKey)) return null;
     const peer = new Peer(Uint8Array.from(publicKey), id, this.random);
     peer.staticStatic = this.computeStaticStatic(peer.publicKey);
     this.peersById.set(id, peer);
@@ -329,7 +331,7 @@ export class Engine {
   }
 
   private handleResponse(message: Uint8Array, source: Endpoint, now: number): void {
-    const receiverIndex = readU32(message, 8);
+    const receiverIndex = readUint32LE(message, 8);
     const entry = this.indices.get(receiverIndex);
     if (entry?.keypair !== null) return;
     const peer = entry.peer;
@@ -458,7 +460,7 @@ export class Engine {
   }
 
   private handleCookieReply(message: Uint8Array, now: number): void {
-    const entry = this.indices.get(readU32(message, 4));
+    const entry = this.indices.get(readUint32LE(message, 4));
     if (entry === undefined) return;
     if (entry.peer.cookieGenerator.consumeReply(message, now)) {
       this.publishHandshake(entry.peer, 'cookie-received');
@@ -484,7 +486,7 @@ export class Engine {
     if (now >= this.underLoadUntil) return true;
     const sourceBytes = endpointSourceBytes(source);
     if (!this.cookieChecker.checkMac2(message, sourceBytes, now)) {
-      const senderIndex = readU32(message, 4);
+      const senderIndex = readUint32LE(message, 4);
       const reply = this.cookieChecker.createReply(message, senderIndex, sourceBytes, now);
       this.publishHandshake(null, 'cookie-sent');
       this.output.sendUdp(source, reply);
@@ -529,12 +531,12 @@ export class Engine {
   }
 
   private handleTransport(message: Uint8Array, source: Endpoint, now: number): void {
-    const entry = this.indices.get(readU32(message, 4));
+    const entry = this.indices.get(readUint32LE(message, 4));
     if (entry === undefined) return;
     const keypair = entry.keypair;
     if (!keypair?.canReceive(now)) return;
     const peer = entry.peer;
-    const counter = readU32(message, 8) + readU32(message, 12) * 0x1_0000_0000;
+    const counter = readUint32LE(message, 8) + readUint32LE(message, 12) * 0x1_0000_0000;
     if (counter >= REJECT_AFTER_MESSAGES_NUMBER) return;
     const plaintext = keypair.open(message, counter);
     if (plaintext === null) {
@@ -724,21 +726,4 @@ export class Engine {
       diagnostics.drop.publish({ peer: peer?.id ?? null, reason } satisfies DropEvent);
     }
   }
-}
-
-function readU32(bytes: Uint8Array, offset: number): number {
-  return (
-    (bytes[offset] |
-      (bytes[offset + 1] << 8) |
-      (bytes[offset + 2] << 16) |
-      (bytes[offset + 3] << 24)) >>>
-    0
-  );
-}
-
-function equal(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a[i] ^ b[i];
-  return diff === 0;
 }
