@@ -257,7 +257,7 @@ async function startForeground(
   const daemon = harness.spawn(ns, warrenWgArgv(args, extraEnv), {
     label: `warren-wg ${ifname} (foreground by ${how})`,
   });
-  await waitForUapi(harness, ns, ifname, daemon, 10_000);
+  await waitForUapi(ifname, daemon, 10_000);
   return daemon;
 }
 

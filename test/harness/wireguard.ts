@@ -12,7 +12,7 @@ import { writeFile } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ExecError, runCommand, sleep } from './netns.js';
+import { runCommand, sleep } from './netns.js';
 import type { ExecOptions, ExecResult, NetnsHarness, TrackedProcess } from './netns.js';
 
 export type WireGuardImpl = 'warren-wg' | 'wireguard-go';
@@ -324,7 +324,7 @@ export async function startWireGuard(
     label: `${impl} ${ifname} in ${ns}`,
     env: { LOG_LEVEL: options.logLevel ?? 'verbose', WG_PROCESS_FOREGROUND: '1' },
   });
-  await waitForUapi(harness, ns, ifname, daemon, options.readyTimeoutMs ?? 10_000);
+  await waitForUapi(ifname, daemon, options.readyTimeoutMs ?? 10_000);
   const keys = options.keys ?? (await generateKeyPair(await harness.makeTempDir()));
   const wgInterface = new WireGuardInterface({
     harness,
@@ -349,16 +349,24 @@ export async function startWireGuard(
   return wgInterface;
 }
 
-/** Waits until `wg show IFNAME` answers in `ns`; fails early if `daemon` exits first. */
+/**
+ * Waits until the daemon answers `get=1` on its UAPI socket; fails early if
+ * `daemon` exits first.
+ *
+ * It polls with a plain connect, never with `wg show`: when a connect is refused,
+ * `wg` unlinks the socket file as stale (wireguard-tools src/ipc-uapi-unix.h), and
+ * wireguard-go binds its socket a moment before it listens (Go's net.ListenUnix),
+ * so a `wg show` landing in that window deletes the fresh socket and wireguard-go
+ * then exits with "Failed to listen on uapi socket: no such file or directory".
+ * Unix sockets are reached by path, so this works whatever namespace the daemon is in.
+ */
 export async function waitForUapi(
-  harness: NetnsHarness,
-  ns: string,
   ifname: string,
   daemon: TrackedProcess,
   timeoutMs: number,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  let last: ExecResult | undefined;
+  let lastError = 'none yet';
   for (;;) {
     if (daemon.hasExited()) {
       const status = daemon.status();
@@ -366,19 +374,19 @@ export async function waitForUapi(
         `${daemon.label} exited (code ${String(status?.exitCode)}, signal ${String(status?.signal)}) before its UAPI socket answered:\n${daemon.output()}`,
       );
     }
-    try {
-      last = await harness.exec(ns, ['wg', 'show', ifname], {
-        allowFailure: true,
-        timeoutMs: 3000,
-      });
-      if (last.exitCode === 0) return;
-    } catch (error) {
-      // One slow attempt (a loaded machine) is not a verdict; the overall deadline is.
-      if (!(error instanceof ExecError) || Date.now() > deadline) throw error;
+    if (existsSync(uapiSocketPath(ifname))) {
+      try {
+        const reply = await uapiRequest(ifname, 'get=1\n\n', 3000);
+        if (reply.endsWith('errno=0\n\n')) return;
+        lastError = `reply ${JSON.stringify(reply.slice(-200))}`;
+      } catch (error) {
+        // Refused while binding, or one slow attempt on a loaded machine: the deadline decides.
+        lastError = error instanceof Error ? error.message : String(error);
+      }
     }
     if (Date.now() > deadline) {
       throw new Error(
-        `${daemon.label}: \`wg show ${ifname}\` did not succeed within ${timeoutMs} ms (last stderr: ${last?.stderr.trim() ?? 'none, attempts timed out'}):\n${daemon.output()}`,
+        `${daemon.label}: its UAPI socket did not answer get=1 within ${timeoutMs} ms (last: ${lastError}):\n${daemon.output()}`,
       );
     }
     await sleep(50);
