@@ -7,7 +7,16 @@
  *                                       through `ssh -R` (OpenSSH sshd + ssh)
  *   one TCP stream (iperf3):            direct, and through a warren TCP tunnel
  *
- *   node dist/bench/relay.js [--seconds N] [--connections N]
+ *   node dist/bench/relay.js [--seconds N] [--connections N] [--rounds N] [--only http|tcp]
+ *
+ * Each round measures every path once, the tunnel and ssh -R back to back, so
+ * a machine that is busier in one moment than the next skews both alike; the
+ * medians over the rounds are compared. WARREN_BENCH_PROFILE=DIR makes the
+ * relay and agent processes write V8 CPU profiles there.
+ *
+ * For one TCP stream two more references run, to show what Node itself allows
+ * on this machine: the same two hops as relay + agent, as plain Node socket
+ * pipes (no TLS, no yamux) and as Node TLS pipes (TLS, no yamux).
  *
  * Needs wrk, iperf3, openssh-server (sshd) and openssh-client, and root: sshd
  * is started by the bench on a high port with its own config, host key and
@@ -21,9 +30,10 @@ import { execFile, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { connect as connectTcp, createServer } from 'node:net';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
+import { connect as connectTls, createServer as createTlsServer } from 'node:tls';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
@@ -32,6 +42,7 @@ import { ensureDevCertificate } from '../src/relay/dev-ca.js';
 import { Relay } from '../src/relay/relay.js';
 import { createToken } from '../src/relay/token.js';
 import { loadOrCreateSecret } from '../src/relay/token-store.js';
+import { integerOption, median } from './stats.js';
 
 const run = promisify(execFile);
 const SELF = fileURLToPath(import.meta.url);
@@ -119,6 +130,49 @@ async function roleAgent(
   });
 }
 
+/**
+ * A reference hop for the TCP comparison: listens on --listen-port and pipes
+ * each connection to --target-port, as plain TCP or (with --tls) as TLS on the
+ * side named by `side`: the near hop speaks TLS to the far one, the far hop
+ * terminates TLS and connects on in clear, like relay and agent.
+ */
+async function rolePipe(
+  side: 'near' | 'far',
+  tls: boolean,
+  listenPort: number,
+  targetPort: number,
+  dir: string,
+): Promise<void> {
+  const wire = (a: Socket, b: Socket): void => {
+    a.on('error', () => b.destroy());
+    b.on('error', () => a.destroy());
+    a.pipe(b);
+    b.pipe(a);
+  };
+  const onConnection = (client: Socket): void => {
+    const upstream =
+      tls && side === 'near'
+        ? connectTls({
+            host: LOOPBACK,
+            port: targetPort,
+            servername: DOMAIN,
+            rejectUnauthorized: false,
+          })
+        : connectTcp({ host: LOOPBACK, port: targetPort, noDelay: true });
+    wire(client, upstream);
+  };
+  let server;
+  if (tls && side === 'far') {
+    const cert = await ensureDevCertificate(dir, DOMAIN);
+    server = createTlsServer({ cert: cert.cert, key: cert.key }, onConnection);
+  } else {
+    server = createServer({ noDelay: true }, onConnection);
+  }
+  server.listen(listenPort, LOOPBACK);
+  await once(server, 'listening');
+  process.stdout.write(`${JSON.stringify({ port: listenPort })}\n`);
+}
+
 // ---- orchestration ----------------------------------------------------------------------
 
 const children: ChildProcess[] = [];
@@ -155,11 +209,10 @@ async function firstJsonLine<T>(child: ChildProcess, what: string): Promise<T> {
 }
 
 async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
-  const { connect } = await import('node:net');
   const deadline = performance.now() + timeoutMs;
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
-      const socket = connect(port, LOOPBACK);
+      const socket = connectTcp(port, LOOPBACK);
       socket.once('connect', () => {
         socket.destroy();
         resolve(true);
@@ -326,6 +379,11 @@ async function main(): Promise<void> {
       'iperf-port': { type: 'string' },
       seconds: { type: 'string', default: '5' },
       connections: { type: 'string', default: '50' },
+      rounds: { type: 'string', default: '3' },
+      only: { type: 'string' },
+      tls: { type: 'boolean', default: false },
+      'listen-port': { type: 'string' },
+      'target-port': { type: 'string' },
     },
     strict: true,
   });
@@ -344,14 +402,30 @@ async function main(): Promise<void> {
         Number(values['iperf-port']),
       );
       return;
+    case 'pipe-near':
+    case 'pipe-far':
+      await rolePipe(
+        values.role === 'pipe-near' ? 'near' : 'far',
+        values.tls,
+        Number(values['listen-port']),
+        Number(values['target-port']),
+        values.dir ?? '',
+      );
+      return;
     case undefined:
       break;
     default:
       throw new Error(`unknown role ${values.role}`);
   }
 
-  const seconds = Number(values.seconds);
-  const connections = Number(values.connections);
+  const seconds = integerOption(values.seconds, 'seconds', 1, 600);
+  const connections = integerOption(values.connections, 'connections', 1, 10_000);
+  const rounds = integerOption(values.rounds, 'rounds', 1, 100);
+  if (values.only !== undefined && values.only !== 'http' && values.only !== 'tcp') {
+    throw new Error(`--only must be http or tcp, got ${values.only}`);
+  }
+  const runHttp = values.only !== 'tcp';
+  const runTcp = values.only !== 'http';
   const dir = await mkdtemp(join(tmpdir(), 'warren-bench-relay-'));
   try {
     const local = await firstJsonLine<{ port: number }>(
@@ -384,8 +458,6 @@ async function main(): Promise<void> {
     const tunnelUrl = `http://${LOOPBACK}:${relay.http}/`;
     const sshUrl = `http://${LOOPBACK}:${ssh.http}/`;
     const host = `app.${DOMAIN}`;
-    // Warm up each path (TLS/yamux windows, JIT, ssh channels).
-    for (const url of [directUrl, tunnelUrl, sshUrl]) await wrk(url, host, 1, connections);
     /** Runs `measure` and returns its result with the CPU seconds `pids` used meanwhile. */
     const withCpu = async <T>(
       pids: readonly number[],
@@ -395,41 +467,134 @@ async function main(): Promise<void> {
       const result = await measure();
       return [result, (await cpuSeconds(pids)) - before];
     };
-    const direct = await wrk(directUrl, host, seconds, connections);
-    const [tunnel, tunnelCpu] = await withCpu(tunnelPids, () =>
-      wrk(tunnelUrl, host, seconds, connections),
-    );
-    const [viaSsh, sshCpu] = await withCpu(ssh.pids, () => wrk(sshUrl, host, seconds, connections));
-
-    const iperfDirect = await iperf(iperfPort, seconds);
-    const iperfTunnel = await iperf(agent.tcp, seconds);
-    const iperfSsh = await iperf(ssh.iperf, seconds);
-
     const line = (name: string, value: string): void => {
-      process.stdout.write(`${name.padEnd(44)}${value}\n`);
+      process.stdout.write(`${name.padEnd(46)}${value}\n`);
     };
-    const perRequest = (cpu: number, rate: number): string =>
-      `${((cpu / (rate * seconds)) * 1e6).toFixed(1)} µs CPU per request`;
-    process.stdout.write(
-      `\nHTTP, wrk -c${connections} for ${seconds} s (keep-alive, tiny responses)\n`,
-    );
-    line('  direct to the local server', `${direct.toFixed(0)} req/s`);
-    line(
-      '  through warren relay + expose',
-      `${tunnel.toFixed(0)} req/s  (${perRequest(tunnelCpu, tunnel)}, relay + agent)`,
-    );
-    line(
-      '  through ssh -R',
-      `${viaSsh.toFixed(0)} req/s  (${perRequest(sshCpu, viaSsh)}, sshd + ssh)`,
-    );
-    line('  warren ÷ ssh -R', ratio(tunnel, viaSsh));
-    line('  warren ÷ direct', ratio(tunnel, direct));
-    process.stdout.write(`\nOne TCP stream, iperf3 for ${seconds} s\n`);
-    line('  direct', `${(iperfDirect / 1e9).toFixed(2)} Gbit/s`);
-    line('  through a warren TCP tunnel', `${(iperfTunnel / 1e9).toFixed(2)} Gbit/s`);
-    line('  through ssh -R (reference)', `${(iperfSsh / 1e9).toFixed(2)} Gbit/s`);
-    line('  warren ÷ direct', ratio(iperfTunnel, iperfDirect));
-    line('  warren ÷ ssh -R', ratio(iperfTunnel, iperfSsh));
+
+    /** Two reference hops from `entry` to iperf3, started after the relay made the dev certificate. */
+    const startPipes = async (tls: boolean): Promise<number> => {
+      const farPort = await freePort();
+      const nearPort = await freePort();
+      const flags = ['--dir', dir, ...(tls ? ['--tls'] : [])];
+      await firstJsonLine(
+        startChild(process.execPath, [
+          SELF,
+          '--role',
+          'pipe-far',
+          '--listen-port',
+          String(farPort),
+          '--target-port',
+          String(iperfPort),
+          ...flags,
+        ]),
+        'far pipe',
+      );
+      await firstJsonLine(
+        startChild(process.execPath, [
+          SELF,
+          '--role',
+          'pipe-near',
+          '--listen-port',
+          String(nearPort),
+          '--target-port',
+          String(farPort),
+          ...flags,
+        ]),
+        'near pipe',
+      );
+      return nearPort;
+    };
+    const plainPipe = runTcp ? await startPipes(false) : 0;
+    const tlsPipe = runTcp ? await startPipes(true) : 0;
+
+    const httpRounds = { direct: [] as number[], tunnel: [] as number[], ssh: [] as number[] };
+    const httpCpu = { tunnel: [] as number[], ssh: [] as number[] };
+    const tcpRounds = {
+      direct: [] as number[],
+      tunnel: [] as number[],
+      ssh: [] as number[],
+      plainPipe: [] as number[],
+      tlsPipe: [] as number[],
+    };
+    const tcpCpu = { tunnel: [] as number[], ssh: [] as number[] };
+    if (runHttp) {
+      // Warm up each path (TLS/yamux windows, JIT, ssh channels).
+      for (const url of [directUrl, tunnelUrl, sshUrl]) await wrk(url, host, 1, connections);
+    }
+    for (let round = 1; round <= rounds; round++) {
+      process.stderr.write(`round ${round} of ${rounds}\n`);
+      if (runHttp) {
+        httpRounds.direct.push(await wrk(directUrl, host, seconds, connections));
+        const [tunnel, tunnelCpu] = await withCpu(tunnelPids, () =>
+          wrk(tunnelUrl, host, seconds, connections),
+        );
+        const [viaSsh, sshCpu] = await withCpu(ssh.pids, () =>
+          wrk(sshUrl, host, seconds, connections),
+        );
+        httpRounds.tunnel.push(tunnel);
+        httpRounds.ssh.push(viaSsh);
+        httpCpu.tunnel.push(tunnelCpu / (tunnel * seconds));
+        httpCpu.ssh.push(sshCpu / (viaSsh * seconds));
+      }
+      if (runTcp) {
+        tcpRounds.direct.push(await iperf(iperfPort, seconds));
+        const [tunnel, tunnelCpu] = await withCpu(tunnelPids, () => iperf(agent.tcp, seconds));
+        const [viaSsh, sshCpu] = await withCpu(ssh.pids, () => iperf(ssh.iperf, seconds));
+        tcpRounds.tunnel.push(tunnel);
+        tcpRounds.ssh.push(viaSsh);
+        tcpCpu.tunnel.push(tunnelCpu / seconds);
+        tcpCpu.ssh.push(sshCpu / seconds);
+        tcpRounds.plainPipe.push(await iperf(plainPipe, seconds));
+        tcpRounds.tlsPipe.push(await iperf(tlsPipe, seconds));
+      }
+    }
+
+    process.stdout.write(`\nmedians of ${rounds} rounds of ${seconds} s each\n`);
+    if (runHttp) {
+      const direct = median(httpRounds.direct);
+      const tunnel = median(httpRounds.tunnel);
+      const viaSsh = median(httpRounds.ssh);
+      const perRequest = (samples: number[]): string =>
+        `${(median(samples) * 1e6).toFixed(1)} µs CPU per request`;
+      process.stdout.write(`\nHTTP, wrk -c${connections} (keep-alive, tiny responses)\n`);
+      line('  direct to the local server', `${direct.toFixed(0)} req/s`);
+      line(
+        '  through warren relay + expose',
+        `${tunnel.toFixed(0)} req/s  (${perRequest(httpCpu.tunnel)}, relay + agent)`,
+      );
+      line(
+        '  through ssh -R',
+        `${viaSsh.toFixed(0)} req/s  (${perRequest(httpCpu.ssh)}, sshd + ssh)`,
+      );
+      line(
+        '  warren ÷ ssh -R',
+        `${ratio(tunnel, viaSsh)}  (rounds: ${httpRounds.tunnel.map((t, i) => ratio(t, httpRounds.ssh[i] ?? 0)).join(', ')})`,
+      );
+      line('  warren ÷ direct', ratio(tunnel, direct));
+    }
+    if (runTcp) {
+      const gbit = (samples: number[]): string => `${(median(samples) / 1e9).toFixed(2)} Gbit/s`;
+      const cores = (samples: number[]): string =>
+        `${(median(samples) * 100).toFixed(0)}% of a core`;
+      const direct = median(tcpRounds.direct);
+      const tunnel = median(tcpRounds.tunnel);
+      process.stdout.write(`\nOne TCP stream, iperf3\n`);
+      line('  direct', gbit(tcpRounds.direct));
+      line(
+        '  through a warren TCP tunnel',
+        `${gbit(tcpRounds.tunnel)}  (relay + agent: ${cores(tcpCpu.tunnel)})`,
+      );
+      line(
+        '  through ssh -R (reference)',
+        `${gbit(tcpRounds.ssh)}  (sshd + ssh: ${cores(tcpCpu.ssh)})`,
+      );
+      line('  two Node TCP pipes (no TLS, no mux)', gbit(tcpRounds.plainPipe));
+      line('  two Node TLS pipes (TLS, no mux)', gbit(tcpRounds.tlsPipe));
+      line('  warren ÷ direct', ratio(tunnel, direct));
+      line('  warren ÷ ssh -R', ratio(tunnel, median(tcpRounds.ssh)));
+      line('  warren ÷ Node TLS pipes', ratio(tunnel, median(tcpRounds.tlsPipe)));
+      line('  Node TCP pipes ÷ direct (a ceiling)', ratio(median(tcpRounds.plainPipe), direct));
+    }
   } finally {
     const running = (child: ChildProcess): boolean =>
       child.exitCode === null && child.signalCode === null;
