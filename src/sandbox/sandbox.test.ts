@@ -784,7 +784,8 @@ describe('terminal', () => {
         'warren to stop like its program',
       );
       shell.type('fg\n');
-      await waitFor(() => processState(runnerPid) !== 'T', 5000, 'warren to continue');
+      // Generous: under load the shell, the runner and the init all have to be scheduled.
+      await waitFor(() => processState(runnerPid) !== 'T', 15_000, 'warren to continue');
       shell.type('from the foreground\n');
       await waitFor(() => existsSync(resultFile), 10_000, 'the program to finish');
       assert.deepEqual(ttyResult(resultFile).exit, { code: 0, signal: null });
@@ -792,18 +793,5 @@ describe('terminal', () => {
     } finally {
       shell.close();
     }
-  });
-});
-
-describe('start-up time', () => {
-  test('Sandbox.start + launch(true) + exit, against `unshare -Urn true`', async () => {
-    const result = ok(await asNobody('timing', { count: 9 }));
-    const sandboxMs = result.sandboxMs as number;
-    const unshareMs = result.unshareMs as number;
-    console.log(
-      `# median of 9: sandbox start ${(result.startMs as number).toFixed(1)} ms, start+launch(true)+exit ` +
-        `${sandboxMs.toFixed(1)} ms; unshare -Urn true ${unshareMs.toFixed(1)} ms (ratio ${(sandboxMs / unshareMs).toFixed(1)})`,
-    );
-    assert.ok(sandboxMs < 300, `the sandbox adds ${sandboxMs} ms, aim is well under 300 ms`);
   });
 });

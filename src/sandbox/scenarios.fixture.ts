@@ -9,7 +9,6 @@
  * fd 3 can be passed, e.g. under script(1)); the sandboxed programs write to
  * the inherited stdout/stderr, which the test captures.
  */
-import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import * as native from '../native/index.js';
@@ -58,10 +57,6 @@ interface TtyArgs {
 
 interface HoldArgs {
   command: string[];
-}
-
-interface TimingArgs {
-  count: number;
 }
 
 function report(result: unknown, file?: string): void {
@@ -284,28 +279,6 @@ async function hold(args: HoldArgs): Promise<void> {
   await new Promise(() => undefined);
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
-}
-
-/** Sandbox.start + launch(true) + exit, against `unshare -Urn true`, in the same run. */
-async function timing(args: TimingArgs): Promise<Record<string, unknown>> {
-  const sandboxMs: number[] = [];
-  const startMs: number[] = [];
-  const unshareMs: number[] = [];
-  for (let i = 0; i < args.count; i++) {
-    const began = performance.now();
-    const result = spawnSync('unshare', ['-Urn', 'true']);
-    unshareMs.push(performance.now() - began);
-    if (result.status !== 0) throw new Error('unshare -Urn true failed');
-    const run = await runOnce({ command: ['true'] });
-    sandboxMs.push(run.totalMs as number);
-    startMs.push(run.startMs as number);
-  }
-  return { sandboxMs: median(sandboxMs), startMs: median(startMs), unshareMs: median(unshareMs) };
-}
-
 /** Under script(1): the program must own the terminal; afterwards warren gets it back. */
 async function tty(args: TtyArgs): Promise<void> {
   writeSync(1, `runner-pid ${process.pid}\n`);
@@ -342,9 +315,6 @@ async function main(): Promise<void> {
       case 'prerequisites':
         await checkPrerequisites();
         report({ ok: true });
-        return;
-      case 'timing':
-        report(await timing(args as TimingArgs));
         return;
       case 'tty':
         await tty(args as TtyArgs);
