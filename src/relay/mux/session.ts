@@ -25,6 +25,7 @@ import {
   FrameReader,
   FrameType,
   GoAwayCode,
+  HEADER_LENGTH,
   INITIAL_STREAM_WINDOW,
   MAX_UINT32,
   encodeHeader,
@@ -109,6 +110,10 @@ type ResolvedOptions = { -readonly [K in keyof typeof DEFAULTS]: number };
 
 /** Stop feeding Data frames to the transport while it holds this much unsent. */
 const MIN_WRITE_BUFFER_LIMIT = 512 * 1024;
+/** Frames of one turn are gathered into buffers of this size (see writeFrame). */
+const BATCH_BUFFER_BYTES = 64 * 1024;
+/** Payloads up to this size are copied next to their header; larger ones go as they are. */
+const COPY_PAYLOAD_MAX_BYTES = 8 * 1024;
 
 interface PendingPing {
   readonly startedAt: number;
@@ -196,7 +201,17 @@ export class Session extends EventEmitter<SessionEvents> {
   private sendQueueHead = 0;
   private pumping = false;
   private waitingForDrain = false;
-  private corked = false;
+  /**
+   * The frames of the current event-loop turn, not yet handed to the transport:
+   * headers and small payloads packed into `batch` (from `batchStart` to
+   * `batchEnd`), earlier packed regions and large payloads in `outgoing`.
+   */
+  private batch: Buffer = Buffer.allocUnsafeSlow(BATCH_BUFFER_BYTES);
+  private batchStart = 0;
+  private batchEnd = 0;
+  private readonly outgoing: Buffer[] = [];
+  private outgoingBytes = 0;
+  private flushScheduled = false;
   private readonly writeBufferLimit: number;
   private readonly controlBacklogLimit: number;
 
@@ -621,6 +636,17 @@ export class Session extends EventEmitter<SessionEvents> {
 
   // ---- sending --------------------------------------------------------------------
 
+  /**
+   * Queues one frame for the transport. Frames written in one event-loop turn
+   * leave together at the end of it (flushOutgoing): headers and small payloads
+   * are packed side by side in one buffer, so a turn that frames fifty small
+   * requests hands the transport one or a few buffers (over TLS: few records,
+   * one encryption call) instead of a hundred writes. setImmediate, not
+   * nextTick: under load one turn runs many callbacks (one per public
+   * connection with data) and all their frames should share the write; the
+   * check phase comes right after the poll phase that delivered the data, so
+   * nothing waits longer than the current turn.
+   */
   private writeFrame(
     type: FrameType,
     flags: number,
@@ -630,21 +656,33 @@ export class Session extends EventEmitter<SessionEvents> {
   ): void {
     const transport = this.transport;
     if (transport.destroyed || transport.writableEnded) return;
-    const header = encodeHeader(type, flags, streamId, length);
-    if (!this.corked) {
-      // Frames written in one event-loop turn leave in one writev (headers and
-      // payloads together; over TLS, fewer records) instead of a syscall each.
-      // setImmediate, not nextTick: under load one turn runs many callbacks (one
-      // per public connection with data) and all their frames should share the
-      // write; the check phase comes right after the poll phase that delivered
-      // the data, so nothing waits longer than the current turn.
-      this.corked = true;
-      transport.cork();
-      setImmediate(this.uncork);
+    const copied = payload !== undefined && payload.length <= COPY_PAYLOAD_MAX_BYTES;
+    const packedBytes = HEADER_LENGTH + (copied ? payload.length : 0);
+    if (this.batchEnd + packedBytes > this.batch.length) {
+      this.sealBatch();
+      this.batch = Buffer.allocUnsafeSlow(Math.max(BATCH_BUFFER_BYTES, packedBytes));
+      this.batchStart = 0;
+      this.batchEnd = 0;
     }
-    transport.write(header);
-    if (payload !== undefined) transport.write(payload);
-    if (transport.writableLength > this.controlBacklogLimit && this.state !== 'closed') {
+    encodeHeader(type, flags, streamId, length, this.batch, this.batchEnd);
+    this.batchEnd += HEADER_LENGTH;
+    if (payload !== undefined) {
+      if (copied) {
+        this.batchEnd += payload.copy(this.batch, this.batchEnd);
+      } else {
+        this.sealBatch();
+        this.outgoing.push(payload);
+      }
+    }
+    this.outgoingBytes += HEADER_LENGTH + (payload?.length ?? 0);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flushOutgoing);
+    }
+    if (
+      transport.writableLength + this.outgoingBytes > this.controlBacklogLimit &&
+      this.state !== 'closed'
+    ) {
       const limit = this.controlBacklogLimit;
       process.nextTick(() => {
         if (this.state === 'closed') return;
@@ -659,9 +697,42 @@ export class Session extends EventEmitter<SessionEvents> {
     }
   }
 
-  private readonly uncork = (): void => {
-    this.corked = false;
-    if (!this.transport.destroyed) this.transport.uncork();
+  /** Moves the packed, not yet queued part of `batch` to `outgoing`. */
+  private sealBatch(): void {
+    if (this.batchEnd === this.batchStart) return;
+    // The transport may keep this region until it is sent; later frames are
+    // packed after it, never over it.
+    this.outgoing.push(this.batch.subarray(this.batchStart, this.batchEnd));
+    this.batchStart = this.batchEnd;
+  }
+
+  /** Hands the frames gathered in this turn to the transport. */
+  private readonly flushOutgoing = (): void => {
+    this.flushScheduled = false;
+    this.sealBatch();
+    const outgoing = this.outgoing;
+    const transport = this.transport;
+    if (outgoing.length === 0) return;
+    if (transport.destroyed || transport.writableEnded) {
+      outgoing.length = 0;
+      this.outgoingBytes = 0;
+      return;
+    }
+    if (outgoing.length === 1) {
+      transport.write(outgoing[0]);
+    } else {
+      transport.cork();
+      for (const buffer of outgoing) transport.write(buffer);
+      transport.uncork();
+    }
+    outgoing.length = 0;
+    this.outgoingBytes = 0;
+    // pump() stopped at writeBufferLimit counting what was still gathered here;
+    // if the transport took it all without asking for a drain, go on now.
+    if (this.waitingForDrain && !transport.writableNeedDrain) {
+      this.waitingForDrain = false;
+      this.pump();
+    }
   };
 
   private scheduleSend(stream: Stream): void {
@@ -688,7 +759,7 @@ export class Session extends EventEmitter<SessionEvents> {
     try {
       const queue = this.sendQueue;
       while (this.sendQueueHead < queue.length) {
-        if (this.transport.writableLength >= this.writeBufferLimit) {
+        if (this.transport.writableLength + this.outgoingBytes >= this.writeBufferLimit) {
           this.waitingForDrain = true;
           break;
         }
@@ -805,6 +876,7 @@ export class Session extends EventEmitter<SessionEvents> {
       if (this.options.closeTimeout === 0) {
         transport.destroy();
       } else {
+        this.flushOutgoing();
         // end() flushes what is queued (the GoAway last) and sends EOF; the
         // transport closes when the peer answers with its own EOF, or at the
         // timeout if it does not (destroying at once could turn our unread
