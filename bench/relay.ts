@@ -41,7 +41,7 @@ import { Agent } from '../src/relay/agent.js';
 import { ensureDevCertificate } from '../src/relay/dev-ca.js';
 import { Relay } from '../src/relay/relay.js';
 import { createToken } from '../src/relay/token.js';
-import { loadOrCreateSecret } from '../src/relay/token-store.js';
+import { loadOrCreateSecret } from '../src/relay/secret.js';
 import { integerOption, median } from './stats.js';
 
 const run = promisify(execFile);

@@ -17,6 +17,8 @@ packages=(
   iperf3           # throughput through the tunnel
   ncat tcpdump nftables curl
   openssl          # the relay's --dev-ca makes its local CA with it
+  pebble           # Let's Encrypt's test ACME server: the relay's --acme tests run against it on loopback
+  postgresql       # the relay store's PostgreSQL tests start a throw-away cluster (initdb, postgres)
   golang-go golang-github-hashicorp-yamux-dev  # a Go yamux peer the relay's multiplexer is tested against
   make g++ python3 # node-gyp builds the C addon
 )

@@ -15,7 +15,7 @@ import type { AgentStreamErrorEvent } from '../relay/diagnostics.js';
 import { RelayConfigError, RelayError } from '../relay/errors.js';
 import { TrafficRecorder } from '../relay/inspector/recorder.js';
 import { DEFAULT_INSPECTOR_PORT, InspectorServer } from '../relay/inspector/server.js';
-import { isValidSubdomain } from '../relay/token.js';
+import { isValidHostName, isValidSubdomain } from '../relay/token.js';
 
 export const TOKEN_ENV = 'WARREN_RELAY_TOKEN';
 
@@ -35,6 +35,9 @@ Options:
       --token TOKEN            the token from 'warren relay token create'
       --token-file FILE        read the token from FILE (or set ${TOKEN_ENV})
       --subdomain NAME         http: ask for NAME.DOMAIN (default: what the token gives)
+      --hostname HOST          http: serve the custom domain HOST (e.g. app.example.org)
+                               instead; it must be verified for the token's account
+                               ('warren relay domain add/verify' on the relay)
       --remote-port N          tcp: ask for this public port
       --local-host HOST        where the local service listens (default 127.0.0.1)
       --basic-auth USER:PASS   http: every public request needs these credentials
@@ -50,6 +53,7 @@ Options:
                                {"relay": "HOST[:PORT]", "tokenFile": "…", "ca": "…",
                                 "tunnels": [{"http": 3000, "subdomain": "app",
                                              "basicAuth": ["USER:PASS"]},
+                                            {"http": 8080, "hostname": "app.example.org"},
                                             {"tcp": 5432, "allowIps": ["203.0.113.0/24"]}]}
       --inspect ADDR           the local inspector's address (default 127.0.0.1:${DEFAULT_INSPECTOR_PORT},
                                or the next free port up to ${DEFAULT_INSPECTOR_PORT + INSPECTOR_FALLBACK_PORTS}): browse and replay
@@ -98,6 +102,7 @@ export async function exposeCommand(argv: string[]): Promise<number> {
         token: { type: 'string' },
         'token-file': { type: 'string' },
         subdomain: { type: 'string' },
+        hostname: { type: 'string' },
         'remote-port': { type: 'string' },
         'local-host': { type: 'string' },
         'basic-auth': { type: 'string', multiple: true },
@@ -175,17 +180,29 @@ export async function exposeCommand(argv: string[]): Promise<number> {
         if (subdomain !== undefined && !isValidSubdomain(subdomain)) {
           return usageError(`--subdomain: '${subdomain}' is not a DNS label`);
         }
+        let hostname = values.hostname?.toLowerCase();
+        if (hostname?.endsWith('.') === true) hostname = hostname.slice(0, -1);
+        if (hostname !== undefined && !isValidHostName(hostname)) {
+          return usageError(
+            `--hostname: '${values.hostname ?? ''}' is not a host name (like app.example.org)`,
+          );
+        }
+        if (hostname !== undefined && subdomain !== undefined) {
+          return usageError('give --subdomain or --hostname, not both');
+        }
         tunnels = [
           {
             proto: 'http',
             localPort,
             ...host,
             ...(subdomain === undefined ? {} : { subdomain }),
+            ...(hostname === undefined ? {} : { hostname }),
             ...(basicAuth.length === 0 ? {} : { basicAuth }),
           },
         ];
       } else {
         if (values.subdomain !== undefined) return usageError('--subdomain is for http');
+        if (values.hostname !== undefined) return usageError('--hostname is for http');
         if (values['basic-auth'] !== undefined || values['basic-auth-file'] !== undefined) {
           return usageError('--basic-auth is for http');
         }

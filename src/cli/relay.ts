@@ -6,9 +6,13 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
+import { LETS_ENCRYPT_DIRECTORY_URL } from '../relay/acme/index.js';
 import { AdminServer } from '../relay/dashboard/index.js';
 import { ensureDevCertificate } from '../relay/dev-ca.js';
 import type {
+  AcmeCertificateEvent,
+  AcmeHostRefusedEvent,
+  AcmeOrderFailedEvent,
   AgentConnectedEvent,
   AgentDisconnectedEvent,
   AgentRejectedEvent,
@@ -19,22 +23,46 @@ import { relayDiagnostics } from '../relay/diagnostics.js';
 import { RelayConfigError, RelayError } from '../relay/errors.js';
 import { Relay } from '../relay/relay.js';
 import type { ListenAddress } from '../relay/relay.js';
-import { createToken, parseDuration, parsePortRange } from '../relay/token.js';
+import { loadOrCreateSecret } from '../relay/secret.js';
+import {
+  challengeRecordName,
+  parseResolverAddress,
+  verifyDomain,
+} from '../relay/store/dns-challenge.js';
+import { checkDatabaseUrl, databaseFromEnvironment, openRelayStore } from '../relay/store/open.js';
+import type { RelayStore, TokenRecord } from '../relay/store/types.js';
+import {
+  DEFAULT_ACCOUNT,
+  createToken,
+  isValidAccountName,
+  parseDuration,
+  parsePortRange,
+} from '../relay/token.js';
 import type { PortRange } from '../relay/token.js';
-import { JsonFileTokenStore, loadOrCreateSecret } from '../relay/token-store.js';
 
 export const RELAY_USAGE = `Usage: warren relay --domain DOMAIN --data-dir DIR [OPTIONS]
-       warren relay token create --data-dir DIR --name NAME [--subdomain PATTERN]...
-                                 [--tcp] [--tcp-ports FIRST-LAST]... [--expires DURATION]
+       warren relay token create --data-dir DIR --name NAME [--account NAME]
+                                 [--subdomain PATTERN]... [--tcp] [--tcp-ports FIRST-LAST]...
+                                 [--expires DURATION]
        warren relay token revoke --data-dir DIR ID|NAME
-       warren relay token list   --data-dir DIR
+       warren relay token list   --data-dir DIR [--account NAME]
+       warren relay account create|remove --data-dir DIR NAME
+       warren relay account list --data-dir DIR
+       warren relay domain add    --data-dir DIR --account NAME [--domain DOMAIN] HOST
+       warren relay domain verify --data-dir DIR [--resolver IP[:PORT]]... HOST
+       warren relay domain list   --data-dir DIR [--account NAME]
+       warren relay domain remove --data-dir DIR HOST
+       (each of these also takes --database URL)
 
 Run the public side of an ngrok-style tunnel: agents ('warren expose') connect
 over TLS, public HTTP(S) for NAME.DOMAIN and TCP ports are forwarded to them.
 
 Options:
       --domain DOMAIN          tunnels are NAME.DOMAIN (point *.DOMAIN and DOMAIN at this host)
-      --data-dir DIR           token secret (created 0600), token list, dev CA
+      --data-dir DIR           token secret (created 0600), the store DIR/relay.db
+                               (SQLite, 0600: accounts, tokens, custom domains), dev CA
+      --database URL           keep the store in PostgreSQL instead: postgres://USER:PASS@HOST/DB
+                               or postgresql://… (default: $WARREN_RELAY_DATABASE, else SQLite)
       --agent-listen ADDR      agents' TLS port (default :443)
       --https-listen ADDR      public HTTPS (default :443, shared with agents by ALPN); 'off' to disable
       --http-listen ADDR       public HTTP (default :80); 'off' to disable
@@ -42,6 +70,18 @@ Options:
       --tls-key FILE           its PEM key
       --dev-ca                 make a local CA and a wildcard certificate in DIR/dev-ca
                                (needs the openssl command); agents then need --ca DIR/dev-ca/ca.crt
+      --acme                   get certificates from an ACME CA (Let's Encrypt by default) by
+                               HTTP-01: one per name (DOMAIN, each tunnel's NAME.DOMAIN, verified
+                               custom domains), ordered at start and as tunnels open, kept in
+                               DIR/acme, renewed when a third of their life is left. Needs public
+                               HTTP on port 80 (not --http-listen off). Using it accepts the CA's
+                               terms of service.
+                               No wildcards (they need DNS-01): for *.DOMAIN use --tls-cert
+      --acme-email ADDR        contact address for the ACME account (expiry notices)
+      --acme-directory URL     ACME directory URL (default Let's Encrypt production,
+                               ${LETS_ENCRYPT_DIRECTORY_URL})
+      --acme-ca FILE           PEM roots trusted for HTTPS to the ACME directory itself (pebble,
+                               a private ACME CA); agents still verify the relay with their own --ca
       --tcp-host HOST          address TCP tunnel ports listen on (default all)
       --tcp-ports FIRST-LAST   ports for TCP tunnels (default 41000-41999)
       --public-http-port N     port shown in URLs, when a NAT/proxy maps another one
@@ -55,17 +95,34 @@ Options:
                                (besides its address; DNS rebinding guard); repeatable
   -v, --verbose                also print refused public requests
   -h, --help                   show this help
+Certificates: give exactly one of --tls-cert/--tls-key, --dev-ca or --acme. For tests and
+local use, --dev-ca needs no network. To try --acme locally, run Let's Encrypt's test CA
+pebble (apt-get install pebble) and pass --acme-directory https://127.0.0.1:14000/dir
+--acme-ca PEBBLE-TLS-CA.pem; pebble must reach this relay's --http-listen port for HTTP-01.
 ADDR is [HOST]:PORT, e.g. :443, 0.0.0.0:8443, [::1]:8443. Once listening, the relay
 prints the bound ports as one JSON line on stdout: {"agent":…,"https":…,"http":…,"admin":…}.
 Events (agents, tunnels) are reported on stderr.
 
 Token options:
       --name NAME              a label for people ("laptop")
+      --account NAME           the account the token belongs to (default: 'default',
+                               made on demand). Removing the account revokes its tokens.
       --subdomain PATTERN      a subdomain the token may claim: a name, '*' (any) or a
                                prefix like 'dev-*'; repeatable. None: random names only.
       --tcp                    may open TCP tunnels (any port of the relay's range)
       --tcp-ports FIRST-LAST   may open TCP tunnels on these ports only; repeatable
       --expires DURATION       e.g. 12h, 30d, 2w (default: never)
+
+Accounts and custom domains:
+  Tokens belong to accounts (a fresh store has 'default'). 'account remove' revokes the
+  account's tokens and drops its domains; a running relay refuses them on its next check.
+  'domain add' gives HOST (e.g. app.example.org) a random challenge and prints the DNS
+  records to create: TXT _warren-challenge.HOST with that value, and a CNAME (or A/AAAA)
+  HOST -> the relay. 'domain verify' looks the TXT record up and marks HOST verified;
+  agents with a token of that account may then serve it: warren expose http PORT --hostname HOST.
+      --domain DOMAIN          domain add: the relay's domain, shown as the CNAME target
+      --resolver IP[:PORT]     domain verify: ask this DNS server (repeatable; default:
+                               the system's resolvers)
 `;
 
 function report(line: string): void {
@@ -98,6 +155,8 @@ function formatAddress(address: { address: string; port: number } | null): strin
 
 export async function relayCommand(argv: string[]): Promise<number> {
   if (argv[0] === 'token') return tokenCommand(argv.slice(1));
+  if (argv[0] === 'account') return accountCommand(argv.slice(1));
+  if (argv[0] === 'domain') return domainCommand(argv.slice(1));
   let values;
   try {
     ({ values } = parseArgs({
@@ -107,12 +166,17 @@ export async function relayCommand(argv: string[]): Promise<number> {
       options: {
         domain: { type: 'string' },
         'data-dir': { type: 'string' },
+        database: { type: 'string' },
         'agent-listen': { type: 'string' },
         'https-listen': { type: 'string' },
         'http-listen': { type: 'string' },
         'tls-cert': { type: 'string' },
         'tls-key': { type: 'string' },
         'dev-ca': { type: 'boolean' },
+        acme: { type: 'boolean' },
+        'acme-email': { type: 'string' },
+        'acme-directory': { type: 'string' },
+        'acme-ca': { type: 'string' },
         'tcp-host': { type: 'string' },
         'tcp-ports': { type: 'string' },
         'public-http-port': { type: 'string' },
@@ -136,14 +200,38 @@ export async function relayCommand(argv: string[]): Promise<number> {
   const dataDir = values['data-dir'];
   if (domain === undefined) return usageError('--domain is required');
   if (dataDir === undefined) return usageError('--data-dir is required');
+  const database = databaseFromEnvironment(values.database);
+  try {
+    checkDatabaseUrl(database);
+  } catch (error) {
+    return usageError(error instanceof Error ? error.message : String(error));
+  }
   const devCa = values['dev-ca'] === true;
   const certFile = values['tls-cert'];
   const keyFile = values['tls-key'];
   if (devCa && (certFile !== undefined || keyFile !== undefined)) {
     return usageError('give --dev-ca or --tls-cert/--tls-key, not both');
   }
-  if (!devCa && (certFile === undefined || keyFile === undefined)) {
-    return usageError('--tls-cert and --tls-key are required (or --dev-ca for a local test CA)');
+  const acme = values.acme === true;
+  const acmeDirectory = values['acme-directory'];
+  const acmeCaFile = values['acme-ca'];
+  if (acme && (devCa || certFile !== undefined || keyFile !== undefined)) {
+    return usageError('give one of --tls-cert/--tls-key, --dev-ca or --acme, not several');
+  }
+  if (!acme && (values['acme-email'] ?? acmeDirectory ?? acmeCaFile) !== undefined) {
+    return usageError('--acme-email, --acme-directory and --acme-ca go with --acme');
+  }
+  const acmeEmail = values['acme-email'];
+  if (acmeEmail !== undefined && !/^[^\s@]+@[^\s@]+$/.test(acmeEmail)) {
+    return usageError(`--acme-email: '${acmeEmail}' is not an e-mail address`);
+  }
+  if (acmeDirectory !== undefined && !/^https:\/\/[^\s/]+/.test(acmeDirectory)) {
+    return usageError(`--acme-directory: '${acmeDirectory}' is not an https:// URL`);
+  }
+  if (!devCa && !acme && (certFile === undefined || keyFile === undefined)) {
+    return usageError(
+      '--tls-cert and --tls-key are required (or --acme for automatic certificates, or --dev-ca for a local test CA)',
+    );
   }
   let agentListen: ListenAddress;
   let httpListen: ListenAddress | undefined;
@@ -171,6 +259,11 @@ export async function relayCommand(argv: string[]): Promise<number> {
       }
       return port;
     };
+    if (acme && httpListen === undefined) {
+      throw new RelayConfigError(
+        '--acme needs public HTTP (not --http-listen off): the CA validates over port 80',
+      );
+    }
     publicHttpPort = publicPort(values['public-http-port'], '--public-http-port');
     publicHttpsPort = publicPort(values['public-https-port'], '--public-https-port');
     if (!Number.isFinite(drainSeconds) || drainSeconds < 0) {
@@ -224,6 +317,46 @@ export async function relayCommand(argv: string[]): Promise<number> {
       },
     ],
   ];
+  if (acme) {
+    subscriptions.push(
+      [
+        relayDiagnostics.acmeCertificateLoaded.name as string,
+        (message) => {
+          const event = message as AcmeCertificateEvent;
+          report(
+            `certificate for ${event.host} read from ${dataDir}/acme (valid until ${new Date(event.notAfter).toISOString()})`,
+          );
+        },
+      ],
+      [
+        relayDiagnostics.acmeCertificateIssued.name as string,
+        (message) => {
+          const event = message as AcmeCertificateEvent;
+          report(
+            `certificate for ${event.host} issued in ${event.durationMs} ms (valid until ${new Date(event.notAfter).toISOString()}, renewal from ${new Date(event.renewAt).toISOString()})`,
+          );
+        },
+      ],
+      [
+        relayDiagnostics.acmeOrderFailed.name as string,
+        (message) => {
+          const event = message as AcmeOrderFailedEvent;
+          report(
+            `no certificate for ${event.host} (${event.error.code}: ${event.error.message}); next try after ${new Date(event.retryAt).toISOString()}`,
+          );
+        },
+      ],
+    );
+  }
+  if (verbose && acme) {
+    subscriptions.push([
+      relayDiagnostics.acmeHostRefused.name as string,
+      (message) => {
+        const event = message as AcmeHostRefusedEvent;
+        report(`no certificate ordered for ${event.host}: ${event.error.message}`);
+      },
+    ]);
+  }
   if (verbose) {
     subscriptions.push([
       relayDiagnostics.publicRefused.name as string,
@@ -251,21 +384,30 @@ export async function relayCommand(argv: string[]): Promise<number> {
 
   let relay: Relay;
   try {
-    let tls: { cert: Buffer; key: Buffer };
+    let tls: { cert: Buffer; key: Buffer } | undefined;
     if (devCa) {
       const dev = await ensureDevCertificate(dataDir, domain);
       tls = { cert: dev.cert, key: dev.key };
       report(`dev CA: ${dev.caCertPath} (agents: --ca ${dev.caCertPath})`);
-    } else {
+    } else if (!acme) {
       tls = {
         cert: await readFile(certFile ?? ''),
         key: await readFile(keyFile ?? ''),
       };
     }
+    const acmeOptions = acme
+      ? {
+          ...(acmeEmail === undefined ? {} : { email: acmeEmail }),
+          ...(acmeDirectory === undefined ? {} : { directoryUrl: acmeDirectory }),
+          ...(acmeCaFile === undefined ? {} : { directoryCa: await readFile(acmeCaFile) }),
+        }
+      : undefined;
     relay = await Relay.start({
       domain,
       dataDir,
-      tls,
+      ...(database === undefined ? {} : { database }),
+      ...(tls === undefined ? {} : { tls }),
+      ...(acmeOptions === undefined ? {} : { acme: acmeOptions }),
       agentListen,
       ...(httpListen === undefined ? {} : { httpListen }),
       ...(httpsListen === undefined ? {} : { httpsListen }),
@@ -278,6 +420,11 @@ export async function relayCommand(argv: string[]): Promise<number> {
     for (const [name, handler] of subscriptions) unsubscribe(name, handler);
     report(error instanceof RelayError ? `${error.message} (${error.code})` : String(error));
     return 1;
+  }
+  if (acme) {
+    report(
+      `certificates by ACME (HTTP-01) from ${acmeDirectory ?? LETS_ENCRYPT_DIRECTORY_URL}, kept in ${dataDir}/acme`,
+    );
   }
   let admin: AdminServer | null = null;
   if (adminListen !== undefined) {
@@ -345,6 +492,66 @@ export async function relayCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
+// ---- token, account and domain commands (the relay's store: ../relay/store/) --------------
+
+/** The options every store command takes. */
+const STORE_OPTIONS = {
+  'data-dir': { type: 'string' },
+  database: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+function isoDate(seconds: number): string {
+  return new Date(seconds * 1000).toISOString();
+}
+
+function problem(error: unknown): string {
+  return error instanceof RelayError ? `${error.message} (${error.code})` : String(error);
+}
+
+/**
+ * Opens the store for a command and runs `work` with it, closing it after.
+ * Bad arguments (RangeError/TypeError/RelayConfigError) exit 2, store and
+ * domain failures exit 1.
+ */
+async function withStore(
+  values: { 'data-dir'?: string | undefined; database?: string | undefined },
+  work: (store: RelayStore, dataDir: string) => Promise<number>,
+): Promise<number> {
+  const dataDir = values['data-dir'];
+  if (dataDir === undefined) return usageError('--data-dir is required');
+  const database = databaseFromEnvironment(values.database);
+  try {
+    checkDatabaseUrl(database);
+  } catch (error) {
+    return usageError(error instanceof Error ? error.message : String(error));
+  }
+  let store: RelayStore;
+  try {
+    store = await openRelayStore({ dataDir, database });
+  } catch (error) {
+    report(problem(error));
+    return 1;
+  }
+  try {
+    return await work(store, dataDir);
+  } catch (error) {
+    if (error instanceof RangeError || error instanceof RelayConfigError) {
+      return usageError(error.message);
+    }
+    report(problem(error));
+    return 1;
+  } finally {
+    await store.close();
+  }
+}
+
+function describeTcp(tcp: TokenRecord['tcp']): string {
+  if (tcp === false) return 'no tcp';
+  if (tcp === true) return 'tcp';
+  return `tcp ${tcp.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(',')}`;
+}
+
 async function tokenCommand(argv: string[]): Promise<number> {
   const [action, ...rest] = argv;
   let parsed;
@@ -354,13 +561,13 @@ async function tokenCommand(argv: string[]): Promise<number> {
       strict: true,
       allowPositionals: action === 'revoke',
       options: {
-        'data-dir': { type: 'string' },
+        ...STORE_OPTIONS,
         name: { type: 'string' },
+        account: { type: 'string' },
         subdomain: { type: 'string', multiple: true },
         tcp: { type: 'boolean' },
         'tcp-ports': { type: 'string', multiple: true },
         expires: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
       },
     });
   } catch (error) {
@@ -371,80 +578,224 @@ async function tokenCommand(argv: string[]): Promise<number> {
     process.stdout.write(RELAY_USAGE);
     return 0;
   }
-  const dataDir = values['data-dir'];
-  if (dataDir === undefined) return usageError('--data-dir is required');
-  try {
-    switch (action) {
-      case 'create': {
-        if (values.name === undefined) return usageError('token create: --name is required');
-        const ranges = (values['tcp-ports'] ?? []).map(parsePortRange);
-        const expiresAt =
+  switch (action) {
+    case 'create': {
+      if (values.name === undefined) return usageError('token create: --name is required');
+      const account = values.account ?? DEFAULT_ACCOUNT;
+      if (!isValidAccountName(account)) {
+        return usageError(`--account: '${account}' is not an account name`);
+      }
+      let ranges: PortRange[];
+      let expiresAt: number | null;
+      try {
+        ranges = (values['tcp-ports'] ?? []).map(parsePortRange);
+        expiresAt =
           values.expires === undefined
             ? null
             : Math.floor(Date.now() / 1000) + parseDuration(values.expires);
+      } catch (error) {
+        return usageError(error instanceof Error ? error.message : String(error));
+      }
+      return withStore(values, async (store, dataDir) => {
+        // Without --account the token is "default"'s, made on demand; a named one must exist.
+        if (values.account === undefined) await store.ensureAccount(DEFAULT_ACCOUNT);
         const secret = await loadOrCreateSecret(dataDir);
         let created;
         try {
           created = createToken(secret, {
-            name: values.name,
+            name: values.name ?? '',
+            account,
             subdomains: (values.subdomain ?? []).map((pattern) => pattern.toLowerCase()),
             tcp: ranges.length > 0 ? ranges : values.tcp === true,
             expiresAt,
           });
-        } catch (error) {
-          return usageError(error instanceof Error ? error.message : String(error));
         } finally {
           secret.fill(0);
         }
-        const store = await JsonFileTokenStore.open(dataDir);
-        await store.add(created.grant);
-        await store.close();
+        await store.addToken(created.grant);
         process.stdout.write(`${created.token}\n`);
-        report(`token '${created.grant.name}' created (id ${created.grant.id})`);
+        report(
+          `token '${created.grant.name}' created for account '${account}' (id ${created.grant.id})`,
+        );
         return 0;
+      });
+    }
+    case 'revoke': {
+      const target = positionals[0];
+      if (target === undefined || positionals.length !== 1) {
+        return usageError('token revoke: give one token ID or NAME');
       }
-      case 'revoke': {
-        const target = positionals[0];
-        if (target === undefined || positionals.length !== 1) {
-          return usageError('token revoke: give one token ID or NAME');
-        }
-        const store = await JsonFileTokenStore.open(dataDir);
-        const revoked = await store.revoke(target);
-        await store.close();
+      return withStore(values, async (store) => {
+        const revoked = await store.revokeToken(target);
         if (revoked.length === 0) {
           report(`no valid token with id or name '${target}'`);
           return 1;
         }
         for (const record of revoked) report(`revoked token '${record.name}' (id ${record.id})`);
         return 0;
-      }
-      case 'list': {
-        const store = await JsonFileTokenStore.open(dataDir);
-        const records = await store.list();
-        await store.close();
-        for (const record of records) {
-          const tcp =
-            record.tcp === false
-              ? 'no tcp'
-              : record.tcp === true
-                ? 'tcp'
-                : `tcp ${record.tcp.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(',')}`;
+      });
+    }
+    case 'list':
+      return withStore(values, async (store) => {
+        for (const record of await store.listTokens(values.account)) {
           const expires =
-            record.expiresAt === null
-              ? 'never expires'
-              : `expires ${new Date(record.expiresAt * 1000).toISOString()}`;
+            record.expiresAt === null ? 'never expires' : `expires ${isoDate(record.expiresAt)}`;
           const state = record.revokedAt === null ? '' : ' REVOKED';
           process.stdout.write(
-            `${record.id}  ${record.name}  [${record.subdomains.join(', ') || 'random names'}]  ${tcp}  ${expires}${state}\n`,
+            `${record.id}  ${record.name}  [${record.subdomains.join(', ') || 'random names'}]  ${describeTcp(record.tcp)}  ${expires}  account ${record.account}${state}\n`,
           );
         }
         return 0;
-      }
-      default:
-        return usageError(`unknown token action '${action ?? ''}' (create, revoke, list)`);
-    }
+      });
+    default:
+      return usageError(`unknown token action '${action ?? ''}' (create, revoke, list)`);
+  }
+}
+
+async function accountCommand(argv: string[]): Promise<number> {
+  const [action, ...rest] = argv;
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: rest,
+      strict: true,
+      allowPositionals: action === 'create' || action === 'remove',
+      options: STORE_OPTIONS,
+    });
   } catch (error) {
-    report(error instanceof RelayError ? `${error.message} (${error.code})` : String(error));
-    return 1;
+    return usageError(error instanceof Error ? error.message : String(error));
+  }
+  const { values, positionals } = parsed;
+  if (values.help === true) {
+    process.stdout.write(RELAY_USAGE);
+    return 0;
+  }
+  const name = positionals[0];
+  if (
+    (action === 'create' || action === 'remove') &&
+    (name === undefined || positionals.length !== 1)
+  ) {
+    return usageError(`account ${action}: give one account NAME`);
+  }
+  if (name !== undefined && !isValidAccountName(name)) {
+    return usageError(
+      `'${name}' is not an account name (1-64 of a-z, 0-9, '.', '_', '-', starting with a letter or digit)`,
+    );
+  }
+  switch (action) {
+    case 'create':
+      return withStore(values, async (store) => {
+        await store.createAccount(name ?? '');
+        report(`account '${name ?? ''}' created`);
+        return 0;
+      });
+    case 'remove':
+      return withStore(values, async (store) => {
+        const removal = await store.removeAccount(name ?? '');
+        report(
+          `account '${removal.account.name}' removed: ${removal.revokedTokens.length} token(s) revoked, ` +
+            `${removal.removedDomains.length} domain(s) dropped`,
+        );
+        return 0;
+      });
+    case 'list':
+      return withStore(values, async (store) => {
+        const tokens = await store.listTokens();
+        const domains = await store.listDomains();
+        for (const account of await store.listAccounts()) {
+          const own = tokens.filter((record) => record.account === account.name);
+          const valid = own.filter((record) => record.revokedAt === null).length;
+          const hosts = domains.filter((domain) => domain.account === account.name).length;
+          process.stdout.write(
+            `${account.name}  created ${isoDate(account.createdAt)}  ${valid} valid token(s) of ${own.length}  ${hosts} domain(s)\n`,
+          );
+        }
+        return 0;
+      });
+    default:
+      return usageError(`unknown account action '${action ?? ''}' (create, list, remove)`);
+  }
+}
+
+async function domainCommand(argv: string[]): Promise<number> {
+  const [action, ...rest] = argv;
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: rest,
+      strict: true,
+      allowPositionals: action === 'add' || action === 'verify' || action === 'remove',
+      options: {
+        ...STORE_OPTIONS,
+        account: { type: 'string' },
+        domain: { type: 'string' },
+        resolver: { type: 'string', multiple: true },
+      },
+    });
+  } catch (error) {
+    return usageError(error instanceof Error ? error.message : String(error));
+  }
+  const { values, positionals } = parsed;
+  if (values.help === true) {
+    process.stdout.write(RELAY_USAGE);
+    return 0;
+  }
+  const host = positionals[0];
+  if (action !== 'list' && (host === undefined || positionals.length !== 1)) {
+    return usageError(`domain ${action ?? ''}: give one HOST`);
+  }
+  switch (action) {
+    case 'add': {
+      const account = values.account;
+      if (account === undefined) return usageError('domain add: --account NAME is required');
+      return withStore(values, async (store, dataDir) => {
+        const domain = await store.addDomain(account, host ?? '');
+        const target = values.domain === undefined ? "<the relay's --domain>" : `${values.domain}.`;
+        process.stdout.write(
+          `To use ${domain.host} for account '${domain.account}', create these DNS records:\n` +
+            `  ${challengeRecordName(domain.host)}.  TXT    "${domain.challenge}"\n` +
+            `  ${domain.host}.  CNAME  ${target}   (or A/AAAA records with the relay's addresses)\n` +
+            `then run: warren relay domain verify --data-dir ${dataDir} ${domain.host}\n`,
+        );
+        report(
+          domain.verifiedAt === null
+            ? `domain ${domain.host} added for account '${domain.account}' (not verified yet)`
+            : `domain ${domain.host} of account '${domain.account}' is verified already`,
+        );
+        return 0;
+      });
+    }
+    case 'verify': {
+      let resolvers: string[];
+      try {
+        resolvers = (values.resolver ?? []).map(parseResolverAddress);
+      } catch (error) {
+        return usageError(error instanceof Error ? error.message : String(error));
+      }
+      return withStore(values, async (store) => {
+        const domain = await verifyDomain(store, host ?? '', { resolvers });
+        report(`domain ${domain.host} verified for account '${domain.account}'`);
+        return 0;
+      });
+    }
+    case 'list':
+      return withStore(values, async (store) => {
+        for (const domain of await store.listDomains(values.account)) {
+          const state =
+            domain.verifiedAt === null
+              ? `NOT VERIFIED (TXT ${challengeRecordName(domain.host)} "${domain.challenge}")`
+              : `verified ${isoDate(domain.verifiedAt)}`;
+          process.stdout.write(`${domain.host}  account ${domain.account}  ${state}\n`);
+        }
+        return 0;
+      });
+    case 'remove':
+      return withStore(values, async (store) => {
+        const domain = await store.removeDomain(host ?? '');
+        report(`domain ${domain.host} removed from account '${domain.account}'`);
+        return 0;
+      });
+    default:
+      return usageError(`unknown domain action '${action ?? ''}' (add, verify, list, remove)`);
   }
 }

@@ -14,6 +14,7 @@ describe('agent config file', () => {
         tunnels: [
           { http: 3000, subdomain: 'app' },
           { tcp: 5432, remotePort: 41234, localHost: '::1' },
+          { http: 8080, hostname: 'App.Example.org' },
         ],
       }),
     );
@@ -24,6 +25,7 @@ describe('agent config file', () => {
       tunnels: [
         { proto: 'http', localPort: 3000, subdomain: 'app' },
         { proto: 'tcp', localPort: 5432, localHost: '::1', remotePort: 41234 },
+        { proto: 'http', localPort: 8080, hostname: 'app.example.org' },
       ],
     });
   });
@@ -38,6 +40,10 @@ describe('agent config file', () => {
       [{ tunnels: [{ http: 80, subdomain: 'a.b' }] }, /subdomain/],
       [{ tunnels: [{ http: 80, remotePort: 5 }] }, /remotePort/],
       [{ tunnels: [{ tcp: 22, subdomain: 'x' }] }, /subdomain/],
+      [{ tunnels: [{ http: 80, hostname: 'localhost' }] }, /tunnels\[0\]\.hostname/],
+      [{ tunnels: [{ http: 80, hostname: '192.0.2.1' }] }, /hostname/],
+      [{ tunnels: [{ http: 80, hostname: 'a.example.org', subdomain: 'a' }] }, /not both/],
+      [{ tunnels: [{ tcp: 22, hostname: 'a.example.org' }] }, /hostname is for http/],
       [{ tunnels: [{ http: 80 }], token: 'a', tokenFile: 'b' }, /not both/],
       [{ tunnels: [{ http: 80 }], relay: 'a b' }, /HOST/],
       [[1], /object/],
@@ -66,6 +72,7 @@ describe('agent config file', () => {
         http: fc.oneof(fc.integer(), fc.string()),
         tcp: fc.oneof(fc.integer(), fc.string()),
         subdomain: fc.oneof(fc.string(), fc.constant('app')),
+        hostname: fc.oneof(fc.string(), fc.domain(), fc.integer()),
         localHost: fc.string(),
         remotePort: fc.integer(),
       },

@@ -11,6 +11,7 @@
  *     "tunnels": [
  *       { "http": 3000, "subdomain": "app", "localHost": "127.0.0.1",
  *         "basicAuth": ["user:password"], "allowIps": ["203.0.113.0/24", "2001:db8::/32"] },
+ *       { "http": 8080, "hostname": "app.example.org" },  (a verified custom domain)
  *       { "tcp": 5432, "remotePort": 41234, "allowIps": ["198.51.100.7"] }
  *     ]
  *   }
@@ -18,7 +19,7 @@
 import { checkAllowedIps, checkCredentials } from './access.js';
 import { RelayConfigError } from './errors.js';
 import type { TunnelSpec } from './agent.js';
-import { isValidSubdomain } from './token.js';
+import { isValidHostName, isValidSubdomain } from './token.js';
 
 export interface AgentConfigFile {
   readonly relay?: string;
@@ -36,6 +37,7 @@ const TUNNEL_FIELDS = new Set([
   'http',
   'tcp',
   'subdomain',
+  'hostname',
   'localHost',
   'remotePort',
   'basicAuth',
@@ -111,6 +113,15 @@ function parseTunnel(value: unknown, index: number): TunnelSpec {
     if (subdomain !== undefined && !isValidSubdomain(subdomain)) {
       throw new RelayConfigError(`${where}.subdomain: '${subdomain}' is not a DNS label`);
     }
+    const hostname = optionalString(object, 'hostname', where)?.toLowerCase();
+    if (hostname !== undefined && !isValidHostName(hostname)) {
+      throw new RelayConfigError(
+        `${where}.hostname: '${hostname}' is not a host name (two or more DNS labels)`,
+      );
+    }
+    if (hostname !== undefined && subdomain !== undefined) {
+      throw new RelayConfigError(`${where}: give "subdomain" or "hostname", not both`);
+    }
     let basicAuth: string[] | undefined;
     if (object.basicAuth !== undefined) {
       basicAuth = stringList(object.basicAuth, `${where}.basicAuth`);
@@ -121,11 +132,15 @@ function parseTunnel(value: unknown, index: number): TunnelSpec {
       localPort: port(object.http, `${where}.http`),
       ...host,
       ...(subdomain === undefined ? {} : { subdomain }),
+      ...(hostname === undefined ? {} : { hostname }),
       ...(basicAuth === undefined ? {} : { basicAuth }),
     };
   }
   if (object.subdomain !== undefined) {
     throw new RelayConfigError(`${where}: subdomain is for http tunnels`);
+  }
+  if (object.hostname !== undefined) {
+    throw new RelayConfigError(`${where}: hostname is for http tunnels`);
   }
   if (object.basicAuth !== undefined) {
     throw new RelayConfigError(`${where}: basicAuth is for http tunnels`);

@@ -42,7 +42,7 @@ import type { Stream } from './mux/index.js';
 import type { HttpTrafficObserver, StreamTap } from './inspector/recorder.js';
 import { errorResponse } from './public-http.js';
 import { AGENT_ALPN } from './relay.js';
-import { isValidSubdomain } from './token.js';
+import { isValidHostName, isValidSubdomain } from './token.js';
 import { checkAllowedIps, checkCredentials, hashCredentials } from './access.js';
 import type { BasicAuthHashes } from './access.js';
 
@@ -52,6 +52,11 @@ export type TunnelSpec =
       readonly localPort: number;
       readonly localHost?: string;
       readonly subdomain?: string;
+      /**
+       * A verified custom domain of the token's account ("app.example.org"),
+       * instead of a subdomain: `warren relay domain add/verify`.
+       */
+      readonly hostname?: string;
       /**
        * "user:password" credentials the relay demands of every public request
        * (HTTP basic auth). Only salted hashes leave this process (./access.ts).
@@ -136,6 +141,7 @@ const FATAL_CODES = new Set([
   'ERR_RELAY_TOKEN_INVALID',
   'ERR_RELAY_TOKEN_EXPIRED',
   'ERR_RELAY_TOKEN_REVOKED',
+  'ERR_RELAY_ACCOUNT_REMOVED',
 ]);
 
 interface TunnelSlot {
@@ -290,6 +296,16 @@ export class Agent extends EventEmitter<AgentEvents> {
         !isValidSubdomain(spec.subdomain)
       ) {
         throw new RelayConfigError(`${what}.subdomain: '${spec.subdomain}' is not a DNS label`);
+      }
+      if (spec.proto === 'http' && spec.hostname !== undefined) {
+        if (!isValidHostName(spec.hostname)) {
+          throw new RelayConfigError(
+            `${what}.hostname: '${spec.hostname}' is not a lower-case host name`,
+          );
+        }
+        if (spec.subdomain !== undefined) {
+          throw new RelayConfigError(`${what}: give a subdomain or a hostname, not both`);
+        }
       }
       if (spec.proto === 'tcp' && spec.remotePort !== undefined) {
         checkPort(spec.remotePort, `${what}.remotePort`);
@@ -600,12 +616,14 @@ export class Agent extends EventEmitter<AgentEvents> {
     link.pendingOpens.set(id, slot);
     const spec = slot.spec;
     if (spec.proto === 'http') {
-      const subdomain = spec.subdomain ?? slot.rememberedName;
+      const subdomain =
+        spec.hostname === undefined ? (spec.subdomain ?? slot.rememberedName) : undefined;
       link.send({
         t: 'open',
         id,
         proto: 'http',
         ...(subdomain === undefined ? {} : { subdomain }),
+        ...(spec.hostname === undefined ? {} : { hostname: spec.hostname }),
         ...(slot.basicAuth === undefined ? {} : { basicAuth: slot.basicAuth }),
         ...(spec.allowIps === undefined ? {} : { allowIps: spec.allowIps }),
       });
@@ -625,7 +643,9 @@ export class Agent extends EventEmitter<AgentEvents> {
     const spec = slot.spec;
     const usedRemembered =
       spec.proto === 'http'
-        ? spec.subdomain === undefined && slot.rememberedName !== undefined
+        ? spec.subdomain === undefined &&
+          spec.hostname === undefined &&
+          slot.rememberedName !== undefined
         : spec.remotePort === undefined && slot.rememberedPort !== undefined;
     if (
       usedRemembered &&
@@ -640,7 +660,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       return;
     }
     slot.error = error;
-    const permanent = error.code === 'ERR_RELAY_NOT_PERMITTED';
+    const permanent =
+      error.code === 'ERR_RELAY_NOT_PERMITTED' || error.code === 'ERR_RELAY_DOMAIN_NOT_VERIFIED';
     if (permanent) {
       slot.state = 'refused';
       this.emit('tunnel-refused', statusOf(slot), true);

@@ -26,12 +26,21 @@ describe('control frames', () => {
       { t: 'hello', v: 1, token: 'wrn1.abc.def', agent: 'warren' },
       { t: 'open', id: 1, proto: 'http', subdomain: 'app' },
       { t: 'open', id: 2, proto: 'http' },
+      { t: 'open', id: 4, proto: 'http', hostname: 'app.example.org' },
       { t: 'open', id: 3, proto: 'tcp', port: 41000 },
       { t: 'close', tunnel: 'abcd' },
     ];
     const relayMessages: RelayMessage[] = [
       { t: 'welcome', v: 1, session: 's', domain: 't.test', tokenName: 'laptop', httpsPort: 443 },
       { t: 'opened', id: 1, tunnel: 'x', proto: 'http', name: 'app', url: 'https://app.t.test' },
+      {
+        t: 'opened',
+        id: 4,
+        tunnel: 'z',
+        proto: 'http',
+        name: 'app.example.org',
+        url: 'https://app.example.org',
+      },
       { t: 'opened', id: 3, tunnel: 'y', proto: 'tcp', port: 41000, url: 'tcp://t.test:41000' },
       { t: 'refused', id: 2, code: 'ERR_RELAY_NAME_IN_USE', message: 'taken' },
       { t: 'error', code: 'ERR_RELAY_TOKEN_INVALID', message: 'bad' },
@@ -79,6 +88,12 @@ describe('control frames', () => {
       { t: 'open', id: 1, proto: 'udp' },
       { t: 'open', id: 1, proto: 'tcp', port: 70000 },
       { t: 'open', id: 1, proto: 'http', subdomain: 7 },
+      { t: 'open', id: 1, proto: 'http', hostname: 'localhost' },
+      { t: 'open', id: 1, proto: 'http', hostname: 'App.Example.org' },
+      { t: 'open', id: 1, proto: 'http', hostname: '192.0.2.1' },
+      { t: 'open', id: 1, proto: 'http', hostname: `${'a.'.repeat(120)}org` },
+      { t: 'open', id: 1, proto: 'http', hostname: 'a.example.org', subdomain: 'a' },
+      { t: 'open', id: 1, proto: 'tcp', hostname: 'a.example.org' },
       { t: 'close' },
       { t: 'welcome', v: 1 },
       { t: 'nope' },
@@ -95,6 +110,13 @@ describe('control frames', () => {
     assert.throws(() => parseAgentMessage(Buffer.from('{"t":')), ControlProtocolError);
     assert.throws(
       () => parseRelayMessage(json({ t: 'refused', id: 1, code: 'ERR_BOGUS', message: 'x' })),
+      ControlProtocolError,
+    );
+    assert.throws(
+      () =>
+        parseRelayMessage(
+          json({ t: 'opened', id: 1, tunnel: 'x', proto: 'http', name: 'a b', url: 'u' }),
+        ),
       ControlProtocolError,
     );
     assert.throws(() => parseStreamPreamble(json({ t: 'hello' })), ControlProtocolError);
@@ -154,6 +176,11 @@ describe('control frames', () => {
           proto: fc.constantFrom('http', 'https', 'tcp', 'udp', 1),
           port: fc.oneof(fc.integer(), fc.string()),
           subdomain: fc.oneof(fc.string(), fc.integer()),
+          hostname: fc.oneof(
+            fc.string(),
+            fc.domain(),
+            fc.constantFrom('app.example.org', 'x.y', '10.0.0.1'),
+          ),
           tunnel: fc.string(),
           code: fc.constantFrom('ERR_RELAY_LIMIT', 'ERR_X', 5),
           message: fc.string(),
@@ -161,7 +188,7 @@ describe('control frames', () => {
           domain: fc.string(),
           tokenName: fc.string(),
           url: fc.string(),
-          name: fc.string(),
+          name: fc.oneof(fc.string(), fc.domain()),
           remoteAddress: fc.string(),
           remotePort: fc.integer(),
         },

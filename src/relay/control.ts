@@ -9,11 +9,12 @@
  * client, then the client's bytes.
  *
  *   agent → relay   hello {v, token, agent?}          first message, within the auth timeout
- *                   open  {id, proto: 'http', subdomain?, basicAuth?, allowIps?}
+ *                   open  {id, proto: 'http', subdomain? | hostname?, basicAuth?, allowIps?}
  *                       | {id, proto: 'tcp', port?, allowIps?}
  *                   close {tunnel}
  *   relay → agent   welcome {v, session, domain, tokenName, httpPort?, httpsPort?}
  *                   opened  {id, tunnel, proto, url, name? | port?, access?}
+ *                           (name: the subdomain, or the custom host name)
  *                   refused {id, code, message}      one tunnel request failed
  *                   error   {code, message}          the session fails; the relay closes it
  *                   shutdown {message}               the relay is going away: reconnect later
@@ -33,6 +34,7 @@ import {
 import type { BasicAuthHashes } from './access.js';
 import { ControlProtocolError, RelayError, isRemoteErrorCode } from './errors.js';
 import type { RelayErrorCode } from './errors.js';
+import { MAX_HOST_NAME_LENGTH, isValidHostName, isValidSubdomain } from './token.js';
 
 export const CONTROL_PROTOCOL_VERSION = 1;
 /** Largest control frame payload: tokens are well below 2 KiB. */
@@ -51,6 +53,11 @@ export interface OpenHttpMessage {
   readonly id: number;
   readonly proto: 'http';
   readonly subdomain?: string;
+  /**
+   * A custom domain of the token's account ("app.example.org"), verified on
+   * the relay, instead of a subdomain of the relay's domain.
+   */
+  readonly hostname?: string;
   /** Salted hashes of the tunnel's basic-auth credentials (./access.ts); never passwords. */
   readonly basicAuth?: BasicAuthHashes;
   /** CIDRs the public client's real address must be in. */
@@ -84,6 +91,7 @@ export interface OpenedHttpMessage {
   readonly id: number;
   readonly tunnel: string;
   readonly proto: 'http';
+  /** The subdomain, or the custom host name the agent asked for. */
   readonly name: string;
   readonly url: string;
   /**
@@ -352,6 +360,17 @@ export function parseAgentMessage(payload: Buffer): AgentMessage {
       const proto = field(object, 'proto');
       if (proto === 'http') {
         const subdomain = optionalString(object, 'subdomain', 63);
+        const hostname = optionalString(object, 'hostname', MAX_HOST_NAME_LENGTH);
+        if (hostname !== undefined && !isValidHostName(hostname)) {
+          throw new ControlProtocolError(
+            "control message field 'hostname' must be a lower-case host name (two or more DNS labels)",
+          );
+        }
+        if (hostname !== undefined && subdomain !== undefined) {
+          throw new ControlProtocolError(
+            "an http tunnel has a 'subdomain' or a 'hostname', not both",
+          );
+        }
         const basicAuth = optionalBasicAuth(object);
         const allowIps = optionalAllowIps(object);
         return {
@@ -359,6 +378,7 @@ export function parseAgentMessage(payload: Buffer): AgentMessage {
           id,
           proto,
           ...(subdomain === undefined ? {} : { subdomain }),
+          ...(hostname === undefined ? {} : { hostname }),
           ...(basicAuth === undefined ? {} : { basicAuth }),
           ...(allowIps === undefined ? {} : { allowIps }),
         };
@@ -367,6 +387,9 @@ export function parseAgentMessage(payload: Buffer): AgentMessage {
         const port = optionalInteger(object, 'port', 1, 65535);
         if (field(object, 'basicAuth') !== undefined) {
           throw new ControlProtocolError('basicAuth is for http tunnels');
+        }
+        if (field(object, 'hostname') !== undefined) {
+          throw new ControlProtocolError('hostname is for http tunnels');
         }
         const allowIps = optionalAllowIps(object);
         return {
@@ -415,15 +438,13 @@ export function parseRelayMessage(payload: Buffer): RelayMessage {
       }
       const access = accessField === true ? { access: true as const } : {};
       if (proto === 'http') {
-        return {
-          t: 'opened',
-          id,
-          tunnel,
-          proto,
-          url,
-          name: requireString(object, 'name', 63),
-          ...access,
-        };
+        const name = requireString(object, 'name', MAX_HOST_NAME_LENGTH);
+        if (!isValidSubdomain(name) && !isValidHostName(name)) {
+          throw new ControlProtocolError(
+            "control message field 'name' must be a subdomain or a host name",
+          );
+        }
+        return { t: 'opened', id, tunnel, proto, url, name, ...access };
       }
       if (proto === 'tcp') {
         return {

@@ -19,6 +19,16 @@ export const relayDiagnostics = {
   tunnelClosed: channel('warren:relay:tunnel-closed'),
   /** A public request or connection was refused by the relay itself: PublicRefusalEvent. */
   publicRefused: channel('warren:relay:public-refused'),
+  /** ACME (./acme/): an order for a certificate began: AcmeOrderStartedEvent. */
+  acmeOrderStarted: channel('warren:relay:acme-order-started'),
+  /** ACME: a certificate was issued and stored: AcmeCertificateEvent. */
+  acmeCertificateIssued: channel('warren:relay:acme-certificate-issued'),
+  /** ACME: a stored certificate was read back at start: AcmeCertificateEvent. */
+  acmeCertificateLoaded: channel('warren:relay:acme-certificate-loaded'),
+  /** ACME: an order failed; the name backs off: AcmeOrderFailedEvent. */
+  acmeOrderFailed: channel('warren:relay:acme-order-failed'),
+  /** ACME: a certificate was asked for a name the relay does not serve: AcmeHostRefusedEvent. */
+  acmeHostRefused: channel('warren:relay:acme-host-refused'),
 };
 
 export const agentDiagnostics = {
@@ -57,6 +67,42 @@ export interface PublicRefusalEvent {
   readonly remoteAddress: string;
   /** HTTP status sent, or 0 when the connection was just closed. */
   readonly status: number;
+  readonly error: RelayError;
+}
+
+/** Why an ACME order was placed. */
+export type AcmeOrderReason = 'new' | 'renewal' | 'expired';
+
+export interface AcmeOrderStartedEvent {
+  readonly host: string;
+  readonly reason: AcmeOrderReason;
+}
+
+export interface AcmeCertificateEvent {
+  readonly host: string;
+  /** Validity of the certificate (ms since the epoch). */
+  readonly notBefore: number;
+  readonly notAfter: number;
+  /** When it will be renewed (ms since the epoch). */
+  readonly renewAt: number;
+  /** Issued: why it was ordered; loaded: undefined. */
+  readonly reason: AcmeOrderReason | undefined;
+  /** Issued: how long the order took (ms); loaded: 0. */
+  readonly durationMs: number;
+}
+
+export interface AcmeOrderFailedEvent {
+  readonly host: string;
+  readonly reason: AcmeOrderReason;
+  readonly error: RelayError;
+  /** Consecutive failures for this name. */
+  readonly failures: number;
+  /** No new order for this name before this time (ms since the epoch). */
+  readonly retryAt: number;
+}
+
+export interface AcmeHostRefusedEvent {
+  readonly host: string;
   readonly error: RelayError;
 }
 

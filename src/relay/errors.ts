@@ -26,7 +26,21 @@ export type RelayErrorCode =
   | 'ERR_RELAY_AGENT_UNAVAILABLE'
   | 'ERR_RELAY_CONNECT'
   | 'ERR_RELAY_CLOSED'
-  | 'ERR_RELAY_ACCESS_DENIED';
+  | 'ERR_RELAY_ACCESS_DENIED'
+  // Accounts, tokens and custom domains in the relay's store (./store/):
+  | 'ERR_RELAY_STORE_CONNECT'
+  | 'ERR_RELAY_ACCOUNT_EXISTS'
+  | 'ERR_RELAY_ACCOUNT_NOT_FOUND'
+  | 'ERR_RELAY_ACCOUNT_REMOVED'
+  | 'ERR_RELAY_DOMAIN_EXISTS'
+  | 'ERR_RELAY_DOMAIN_NOT_FOUND'
+  | 'ERR_RELAY_DOMAIN_NOT_VERIFIED'
+  | 'ERR_RELAY_DOMAIN_VERIFY'
+  // Automatic certificates (./acme/errors.ts):
+  | 'ERR_RELAY_ACME_NOT_SERVED'
+  | 'ERR_RELAY_ACME_BACKOFF'
+  | 'ERR_RELAY_ACME_ORDER'
+  | 'ERR_RELAY_ACME_STORAGE';
 
 export class RelayError extends Error {
   readonly code: RelayErrorCode;
@@ -202,6 +216,79 @@ export class AccessDeniedError extends RelayError {
   }
 }
 
+/** The store's database (PostgreSQL, or the SQLite file) cannot be reached or opened. */
+export class StoreConnectError extends RelayError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_RELAY_STORE_CONNECT', message, options);
+    this.name = 'StoreConnectError';
+  }
+}
+
+/** `account create`: an account of that name exists already. */
+export class AccountExistsError extends RelayError {
+  constructor(message: string) {
+    super('ERR_RELAY_ACCOUNT_EXISTS', message);
+    this.name = 'AccountExistsError';
+  }
+}
+
+/** No account of that name (creating a token or a domain for it, removing it). */
+export class AccountNotFoundError extends RelayError {
+  constructor(message: string) {
+    super('ERR_RELAY_ACCOUNT_NOT_FOUND', message);
+    this.name = 'AccountNotFoundError';
+  }
+}
+
+/** The token's account was removed: the relay refuses the token (like a revoked one). */
+export class AccountRemovedError extends RelayError {
+  constructor(message: string) {
+    super('ERR_RELAY_ACCOUNT_REMOVED', message);
+    this.name = 'AccountRemovedError';
+  }
+}
+
+/** `domain add`: another account has that host name already. */
+export class DomainExistsError extends RelayError {
+  constructor(message: string) {
+    super('ERR_RELAY_DOMAIN_EXISTS', message);
+    this.name = 'DomainExistsError';
+  }
+}
+
+/** No custom domain of that host name in the store. */
+export class DomainNotFoundError extends RelayError {
+  constructor(message: string) {
+    super('ERR_RELAY_DOMAIN_NOT_FOUND', message);
+    this.name = 'DomainNotFoundError';
+  }
+}
+
+/** An agent asked for a host name that is not a verified custom domain of its token's account. */
+export class DomainNotVerifiedError extends RelayError {
+  constructor(message: string) {
+    super('ERR_RELAY_DOMAIN_NOT_VERIFIED', message);
+    this.name = 'DomainNotVerifiedError';
+  }
+}
+
+/**
+ * Why `domain verify` failed: no TXT record (NXDOMAIN or no data), a TXT
+ * record with another value, or the DNS lookup itself failed (timeout, refused).
+ */
+export type DomainVerificationFailure = 'no-record' | 'mismatch' | 'dns-failure';
+
+/** The DNS challenge of a custom domain did not check out (`reason` says how). */
+export class DomainVerificationError extends RelayError {
+  readonly reason: DomainVerificationFailure;
+
+  constructor(reason: DomainVerificationFailure, message: string, options?: { cause?: unknown }) {
+    super('ERR_RELAY_DOMAIN_VERIFY', message, options);
+    this.name = 'DomainVerificationError';
+    this.reason = reason;
+  }
+}
+
 const REMOTE_CODES: ReadonlySet<string> = new Set<RelayErrorCode>([
   'ERR_RELAY_TOKEN_INVALID',
   'ERR_RELAY_TOKEN_EXPIRED',
@@ -214,6 +301,8 @@ const REMOTE_CODES: ReadonlySet<string> = new Set<RelayErrorCode>([
   'ERR_RELAY_AUTH_TIMEOUT',
   'ERR_RELAY_CLOSED',
   'ERR_RELAY_STORE',
+  'ERR_RELAY_ACCOUNT_REMOVED',
+  'ERR_RELAY_DOMAIN_NOT_VERIFIED',
 ]);
 
 /** True for the codes a relay may send an agent in a control `error` message. */
@@ -246,6 +335,10 @@ export function errorFromCode(code: RelayErrorCode, message: string): RelayError
       return new RelayClosedError(message);
     case 'ERR_RELAY_STORE':
       return new TokenStoreError(message);
+    case 'ERR_RELAY_ACCOUNT_REMOVED':
+      return new AccountRemovedError(message);
+    case 'ERR_RELAY_DOMAIN_NOT_VERIFIED':
+      return new DomainNotVerifiedError(message);
     default:
       return new RelayError(code, message);
   }

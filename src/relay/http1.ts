@@ -12,7 +12,8 @@
  *
  * - RequestReader: parses request heads (handing them to the caller, which
  *   writes a rewritten head) and passes bodies through as slices of the input,
- *   validating chunked framing line by line before it is forwarded.
+ *   validating chunked framing line by line before it is forwarded (the
+ *   chunked decoder, ./http1-chunked.ts, is shared with the inspector).
  * - ResponseReader: only observes the backend's responses (they are forwarded
  *   verbatim) to know when each ends, which status it had (101 Switching
  *   Protocols ends HTTP framing), and when the connection is idle.
@@ -21,6 +22,11 @@
  * `maxHeaderCount` fields (431); chunk-size lines and trailers are bounded too.
  */
 import { HttpParseError } from './errors.js';
+import { ChunkedBodyDecoder, LineBuffer } from './http1-chunked.js';
+import type { ChunkedProfile } from './http1-chunked.js';
+
+export { ChunkedBodyDecoder, MAX_CHUNK_LINE, parseChunkSizeLine } from './http1-chunked.js';
+export type { ChunkedOutput, ChunkedProfile, ChunkedSink } from './http1-chunked.js';
 
 export interface HttpLimits {
   /** Largest request or response head, request line and CRLFs included (default 32 KiB). */
@@ -58,9 +64,6 @@ export type BodyFraming =
 const CR = 0x0d;
 const LF = 0x0a;
 const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
-/** A chunk-size line: hex size (at most 2^52 - 1, safe in a double) and chunk extensions. */
-const MAX_CHUNK_LINE = 4096;
-const CHUNK_SIZE_LINE = /^([0-9A-Fa-f]{1,13})([ \t]*;[\t\x20-\x7e\x80-\xff]*)?$/;
 /** RFC 9110 §5.6.2 token. */
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** RFC 9110 §5.5 field-value characters: VCHAR, obs-text, SP, HTAB. */
@@ -329,68 +332,37 @@ export function serializeForwardedHead(head: RequestHead, info: ForwardingInfo):
   return Buffer.from(text, 'latin1');
 }
 
-// ---- framing helpers ------------------------------------------------------------------
+// ---- chunked bodies ----------------------------------------------------------------------
+
+/** Checks one trailer field line (without its CRLF) like a header field line (RFC 9112 §7.1.2). */
+function checkTrailerField(field: string, limits: HttpLimits): void {
+  parseFieldLines(splitHeadLines(field), 0, limits, 'trailer section');
+}
 
 /**
- * Bytes of an incomplete head or framing line, kept across input chunks and
- * bounded: beyond `max` bytes the message is refused.
+ * Chunked request bodies: malformed framing is a 400, trailers past the head
+ * limits a 431, and every trailer line is checked like a header field line.
  */
-class LineBuffer {
-  private parts: Buffer[] = [];
-  length = 0;
+export const REQUEST_CHUNKED: ChunkedProfile = {
+  subject: 'request',
+  malformedStatus: 400,
+  tooLargeStatus: 431,
+  checkTrailerField,
+};
 
-  /** Keeps a copy of `bytes` (the caller's chunk may be reused); false past `max`. */
-  stash(bytes: Buffer, max: number): boolean {
-    this.length += bytes.length;
-    if (this.length > max) return false;
-    this.parts.push(Buffer.from(bytes));
-    return true;
-  }
-
-  /** The stashed bytes followed by `rest`; empties the buffer. Null past `max`. */
-  take(rest: Buffer, max: number): Buffer | null {
-    if (this.length + rest.length > max) return null;
-    if (this.length === 0) return rest;
-    const whole = Buffer.concat([...this.parts, rest]);
-    this.clear();
-    return whole;
-  }
-
-  /**
-   * Where the head ends (just past its CRLFCRLF) in `chunk`, counting from
-   * `offset`, when the terminator may straddle the stashed bytes; -1 if not yet.
-   */
-  headEnd(chunk: Buffer, offset: number): number {
-    if (this.length > 0) {
-      const last = this.parts[this.parts.length - 1] ?? Buffer.alloc(0);
-      const tail = last.length >= 3 ? last.subarray(-3) : Buffer.concat(this.parts).subarray(-3);
-      const joined = Buffer.concat([tail, chunk.subarray(offset, offset + 3)]);
-      const straddle = joined.indexOf(HEAD_END);
-      if (straddle >= 0) return offset + straddle + 4 - tail.length;
-    }
-    const at = chunk.indexOf(HEAD_END, offset);
-    return at < 0 ? -1 : at + 4;
-  }
-
-  clear(): void {
-    this.parts = [];
-    this.length = 0;
-  }
-}
-
-/** Parses a chunk-size line including its CRLF (RFC 9112 §7.1); returns the chunk size. */
-export function parseChunkSizeLine(line: Buffer): number {
-  if (!Buffer.isBuffer(line)) throw new TypeError('line must be a Buffer');
-  if (line.length < 3 || line[line.length - 2] !== CR || line[line.length - 1] !== LF) {
-    throw new HttpParseError(400, 'chunk-size line not ended by CRLF');
-  }
-  const match = CHUNK_SIZE_LINE.exec(line.toString('latin1', 0, line.length - 2));
-  if (match === null) throw new HttpParseError(400, 'malformed chunk-size line');
-  return Number.parseInt(match[1] ?? '', 16);
-}
+/**
+ * Chunked response bodies: whatever is wrong is the backend's fault, a 502
+ * (RFC 9110 §15.6.3); trailers, forwarded verbatim, are only bounded in size.
+ */
+export const RESPONSE_CHUNKED: ChunkedProfile = {
+  subject: 'response',
+  malformedStatus: 502,
+  tooLargeStatus: 502,
+  checkTrailerField: null,
+};
 
 /** Body states shared by requests and responses. */
-type BodyState = 'length' | 'chunk-size' | 'chunk-data' | 'chunk-data-end' | 'trailers';
+type BodyState = 'length' | 'chunked';
 
 // ---- request framing ----------------------------------------------------------------
 
@@ -423,16 +395,17 @@ export class RequestReader {
   private state: RequestState = 'head';
   /** An incomplete head, chunk-size line or trailer line. */
   private readonly buffered = new LineBuffer();
+  /** Frames chunked bodies; forwards their encoding once validated. */
+  private readonly chunked: ChunkedBodyDecoder;
   /** CRLFs skipped before the current request-line. */
   private leadingEmptyLines = 0;
-  /** Body or chunk bytes still to come, or the CRLF bytes after chunk data. */
+  /** Content-Length body bytes still to come. */
   private remaining = 0;
-  private trailerBytes = 0;
-  private trailerCount = 0;
 
   constructor(limits: HttpLimits = DEFAULT_HTTP_LIMITS) {
     checkLimits(limits);
     this.limits = limits;
+    this.chunked = new ChunkedBodyDecoder(REQUEST_CHUNKED, limits, 'encoded', this.buffered);
   }
 
   /** True between messages with no byte of the next head received. */
@@ -500,7 +473,8 @@ export class RequestReader {
               this.remaining = head.body.length;
               break;
             case 'chunked':
-              this.state = 'chunk-size';
+              this.state = 'chunked';
+              this.chunked.reset();
               break;
           }
           if (!handler.head(head)) {
@@ -521,75 +495,13 @@ export class RequestReader {
           }
           break;
         }
-        case 'chunk-size': {
-          const line = this.line(chunk, offset, MAX_CHUNK_LINE, 400, 'chunk-size line');
-          if (line === null) return null;
-          offset += line.consumed;
-          const size = parseChunkSizeLine(line.bytes);
-          // Forwarded only once validated: the backend never sees a line we rejected.
-          handler.body(line.bytes);
-          if (size === 0) {
-            this.state = 'trailers';
-          } else {
-            this.state = 'chunk-data';
-            this.remaining = size;
-          }
-          break;
-        }
-        case 'chunk-data': {
-          const take = Math.min(this.remaining, chunk.length - offset);
-          handler.body(chunk.subarray(offset, offset + take));
-          offset += take;
-          this.remaining -= take;
-          if (this.remaining === 0) {
-            this.state = 'chunk-data-end';
-            this.remaining = 2;
-          }
-          break;
-        }
-        case 'chunk-data-end': {
-          // The CRLF after chunk-data (RFC 9112 §7.1), byte by byte across chunks.
-          if (chunk[offset] !== (this.remaining === 2 ? CR : LF)) {
-            throw new HttpParseError(400, 'chunk data not followed by CRLF');
-          }
-          handler.body(chunk.subarray(offset, offset + 1));
-          offset++;
-          this.remaining--;
-          if (this.remaining === 0) this.state = 'chunk-size';
-          break;
-        }
-        case 'trailers': {
-          // trailer-section = *( field-line CRLF ) CRLF (RFC 9112 §7.1.2).
-          const line = this.line(chunk, offset, this.limits.maxHeadBytes, 431, 'trailer line');
-          if (line === null) return null;
-          offset += line.consumed;
-          const bytes = line.bytes;
-          if (bytes.length < 2 || bytes[bytes.length - 2] !== CR) {
-            throw new HttpParseError(400, 'bare LF in the trailer section');
-          }
-          if (bytes.length === 2) {
-            handler.body(bytes);
-            this.trailerBytes = 0;
-            this.trailerCount = 0;
+        case 'chunked': {
+          // Framing lines go to handler.body only once validated (RFC 9112 §11.2).
+          offset = this.chunked.push(chunk, offset, handler);
+          if (this.chunked.done) {
             this.state = 'head';
             if (!handler.end()) return rest();
-            break;
           }
-          this.trailerBytes += bytes.length;
-          this.trailerCount++;
-          if (
-            this.trailerBytes > this.limits.maxHeadBytes ||
-            this.trailerCount > this.limits.maxHeaderCount
-          ) {
-            throw new HttpParseError(431, 'trailer section too large');
-          }
-          parseFieldLines(
-            splitHeadLines(bytes.toString('latin1', 0, bytes.length - 2)),
-            0,
-            this.limits,
-            'trailer section',
-          );
-          handler.body(bytes);
           break;
         }
         case 'stopped':
@@ -598,26 +510,6 @@ export class RequestReader {
       }
     }
     return null;
-  }
-
-  /** One LF-terminated line from the buffer and `chunk`, or null (stashed) if incomplete. */
-  private line(
-    chunk: Buffer,
-    offset: number,
-    max: number,
-    status: number,
-    what: string,
-  ): { bytes: Buffer; consumed: number } | null {
-    const lineEnd = chunk.indexOf(LF, offset);
-    if (lineEnd < 0) {
-      if (!this.buffered.stash(chunk.subarray(offset), max)) {
-        throw new HttpParseError(status, `${what} longer than ${max} bytes`);
-      }
-      return null;
-    }
-    const bytes = this.buffered.take(chunk.subarray(offset, lineEnd + 1), max);
-    if (bytes === null) throw new HttpParseError(status, `${what} longer than ${max} bytes`);
-    return { bytes, consumed: lineEnd + 1 - offset };
   }
 
   /** Skips CRLFs before a request-line (RFC 9112 §2.2), a bounded number of them. */
@@ -666,13 +558,15 @@ export class ResponseReader {
   private readonly requests: PendingRequest[] = [];
   private state: ResponseState = 'head';
   private readonly buffered = new LineBuffer();
+  /** Finds where chunked responses end (their bytes are only observed). */
+  private readonly chunked: ChunkedBodyDecoder;
   private remaining = 0;
-  private trailerBytes = 0;
   private started = false;
 
   constructor(limits: HttpLimits = DEFAULT_HTTP_LIMITS) {
     checkLimits(limits);
     this.limits = limits;
+    this.chunked = new ChunkedBodyDecoder(RESPONSE_CHUNKED, limits, 'none', this.buffered);
   }
 
   /** Registers the next request forwarded to the backend. */
@@ -759,59 +653,13 @@ export class ResponseReader {
           }
           break;
         }
-        case 'chunk-size': {
-          const line = this.line(chunk, offset, MAX_CHUNK_LINE);
-          if (line === null) return;
-          offset += line.consumed;
-          let size: number;
-          try {
-            size = parseChunkSizeLine(line.bytes);
-          } catch {
-            throw new HttpParseError(502, 'malformed chunk-size line in the response');
-          }
-          if (size === 0) {
-            this.state = 'trailers';
-            this.trailerBytes = 0;
-          } else {
-            this.state = 'chunk-data';
-            this.remaining = size;
-          }
-          break;
-        }
-        case 'chunk-data': {
-          const take = Math.min(this.remaining, chunk.length - offset);
-          offset += take;
-          this.remaining -= take;
-          if (this.remaining === 0) {
-            this.state = 'chunk-data-end';
-            this.remaining = 2;
-          }
-          break;
-        }
-        case 'chunk-data-end': {
-          if (chunk[offset] !== (this.remaining === 2 ? CR : LF)) {
-            throw new HttpParseError(502, 'response chunk data not followed by CRLF');
-          }
-          offset++;
-          this.remaining--;
-          if (this.remaining === 0) this.state = 'chunk-size';
-          break;
-        }
-        case 'trailers': {
-          const line = this.line(chunk, offset, this.limits.maxHeadBytes);
-          if (line === null) return;
-          offset += line.consumed;
-          if (line.bytes.length === 2 && line.bytes[0] === CR) {
+        case 'chunked':
+          offset = this.chunked.push(chunk, offset, null);
+          if (this.chunked.done) {
             this.state = 'head';
             this.finish(handler);
-            break;
-          }
-          this.trailerBytes += line.bytes.length;
-          if (this.trailerBytes > this.limits.maxHeadBytes) {
-            throw new HttpParseError(502, 'response trailer section too large');
           }
           break;
-        }
         case 'until-close':
         case 'switched':
           return;
@@ -819,24 +667,6 @@ export class ResponseReader {
           throw new HttpParseError(502, 'the response stream already failed');
       }
     }
-  }
-
-  private line(
-    chunk: Buffer,
-    offset: number,
-    max: number,
-  ): { bytes: Buffer; consumed: number } | null {
-    const lineEnd = chunk.indexOf(LF, offset);
-    if (lineEnd < 0) {
-      if (!this.buffered.stash(chunk.subarray(offset), max)) {
-        throw new HttpParseError(502, `response framing line longer than ${max} bytes`);
-      }
-      return null;
-    }
-    const bytes = this.buffered.take(chunk.subarray(offset, lineEnd + 1), max);
-    if (bytes === null)
-      throw new HttpParseError(502, `response framing line longer than ${max} bytes`);
-    return { bytes, consumed: lineEnd + 1 - offset };
   }
 
   private onHead(headBytes: Buffer, handler: ResponseHandler): void {
@@ -901,7 +731,12 @@ export class ResponseReader {
       this.finish(handler);
     } else if (transferEncoding !== undefined) {
       const codings = listTokens(transferEncoding);
-      this.state = codings[codings.length - 1] === 'chunked' ? 'chunk-size' : 'until-close';
+      if (codings[codings.length - 1] === 'chunked') {
+        this.state = 'chunked';
+        this.chunked.reset();
+      } else {
+        this.state = 'until-close';
+      }
     } else if (contentLength !== undefined) {
       this.remaining = Number(contentLength);
       if (this.remaining === 0) {

@@ -3,7 +3,8 @@
  * TLS (issue 4). The relay (./relay.ts) accepts agents and public traffic; the
  * agent (./agent.ts) connects out and serves local ports; both speak yamux
  * (./mux/) with a small control protocol (./control.ts) and capability tokens
- * (./token.ts, ./token-store.ts).
+ * (./token.ts, ./secret.ts), with accounts, token records and custom domains
+ * in a store (./store/: SQLite by default, PostgreSQL optional).
  */
 export { Agent } from './agent.js';
 export type {
@@ -19,8 +20,11 @@ export type { ListenAddress, RelayLimits, RelayOptions, SessionInfo, TunnelInfo 
 export { ensureDevCertificate } from './dev-ca.js';
 export type { DevCertificate } from './dev-ca.js';
 export {
+  DEFAULT_ACCOUNT,
   chooseSubdomain,
   createToken,
+  isValidAccountName,
+  isValidHostName,
   isValidSubdomain,
   isValidSubdomainPattern,
   parseDuration,
@@ -30,8 +34,8 @@ export {
   verifyToken,
 } from './token.js';
 export type { NewTokenGrant, PortRange, TokenGrant } from './token.js';
-export { JsonFileTokenStore, loadOrCreateSecret } from './token-store.js';
-export type { TokenRecord, TokenStore } from './token-store.js';
+export { SECRET_FILE, loadOrCreateSecret } from './secret.js';
+export * from './store/index.js';
 export { agentDiagnostics, relayDiagnostics } from './diagnostics.js';
 export type * from './diagnostics.js';
 export * from './errors.js';

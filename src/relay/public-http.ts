@@ -27,13 +27,18 @@ import { AccessDeniedError, AgentUnavailableError, HttpParseError, RelayError } 
 import { RequestReader, ResponseReader, serializeForwardedHead } from './http1.js';
 import type { HttpLimits, RequestHandler, RequestHead, ResponseHandler } from './http1.js';
 import type { Stream } from './mux/index.js';
+import { RequestStartTimes } from './dashboard/http-counters.js';
+import type { HttpResponseCounters } from './dashboard/http-counters.js';
 
 /** The part of a tunnel a public connection uses. */
 export interface HttpTunnelTarget {
   /** The tunnel's full host name ("app.tunnel.example.com"). */
   readonly host: string;
-  /** Takes one request from the tunnel's rate limit; false: over the limit. */
-  admitRequest(): boolean;
+  /**
+   * Takes one request from the tunnel's rate limit at `now` (performance.now(),
+   * read once per request and also its start time); false: over the limit.
+   */
+  admitRequest(now: number): boolean;
   /** The tunnel has basic-auth credentials: every request needs Authorization. */
   readonly requiresAuthorization: boolean;
   /** The tunnel's IP allowlist admits this (real) client address. */
@@ -47,6 +52,8 @@ export interface HttpTunnelTarget {
   openStream(proto: 'http' | 'https', remoteAddress: string, remotePort: number): Stream;
   /** Traffic accounting: bytes from the client (in) and to the client (out). */
   countBytes(bytesIn: number, bytesOut: number): void;
+  /** Response accounting: the app's responses by class, the relay's own by status, durations. */
+  readonly responses: HttpResponseCounters;
 }
 
 export type HttpRoute =
@@ -72,6 +79,8 @@ export interface PublicHttpOptions {
   readonly maxPipelinedRequests: number;
   /** The relay refused a request itself (status 0: closed without a response). */
   readonly onRefused?: (status: number, error: RelayError) => void;
+  /** Counts the relay's own answers on connections routed to no tunnel (unknown host…). */
+  readonly unroutedResponses?: HttpResponseCounters;
 }
 
 /** Why the client socket is paused (it reads only when no reason is left). */
@@ -120,6 +129,8 @@ export class PublicHttpConnection {
   private readonly options: PublicHttpOptions;
   private readonly requests: RequestReader;
   private readonly responses: ResponseReader;
+  /** When each request awaiting its response was forwarded (for the duration histogram). */
+  private readonly startTimes = new RequestStartTimes();
   private mode: Mode = 'http';
   private tunnel: HttpTunnelTarget | null = null;
   private routedHost = '';
@@ -321,7 +332,9 @@ export class PublicHttpConnection {
         }
         forwarded = withoutAuthorization(head);
       }
-      if (!tunnel.admitRequest()) {
+      // One clock read per request: the rate limit's and the duration's start.
+      const startedAt = performance.now();
+      if (!tunnel.admitRequest(startedAt)) {
         this.fail(
           429,
           new RelayError('ERR_RELAY_LIMIT', `too many requests for ${this.routedHost}`),
@@ -350,6 +363,7 @@ export class PublicHttpConnection {
         }
       }
       this.responses.expect({ isHead: head.method === 'HEAD', upgrade: head.upgrade });
+      this.startTimes.push(startedAt);
       this.waitingForUpgrade = head.upgrade;
       this.forwardingBody = head.body.kind !== 'none';
       this.writeToStream(
@@ -465,7 +479,10 @@ export class PublicHttpConnection {
 
   private readonly responseHandler: ResponseHandler = {
     head: (status: number, final: boolean) => {
+      this.tunnel?.responses.countApp(status);
       if (status === 101) {
+        // A 101 answers its request: what follows is another protocol, not its duration.
+        this.requestAnswered();
         this.switchToRaw();
         return;
       }
@@ -476,6 +493,7 @@ export class PublicHttpConnection {
       }
     },
     complete: () => {
+      this.requestAnswered();
       if (this.responses.outstanding > 0) {
         if (this.responses.outstanding < this.options.maxPipelinedRequests) this.resumeFraming();
         return;
@@ -497,6 +515,12 @@ export class PublicHttpConnection {
       }
     },
   };
+
+  /** The oldest request in flight got its whole response: observe how long it took. */
+  private requestAnswered(): void {
+    const startedAt = this.startTimes.shift();
+    this.tunnel?.responses.observeDuration(startedAt, performance.now());
+  }
 
   private switchToRaw(): void {
     this.mode = 'raw';
@@ -599,6 +623,7 @@ export class PublicHttpConnection {
           ? `WWW-Authenticate: Basic realm="${this.routedHost}", charset="UTF-8"\r\n`
           : '';
       this.socket.end(errorResponse(status, error.message, challenge));
+      (this.tunnel?.responses ?? this.options.unroutedResponses)?.countRelay(status);
     }
     this.endStream();
     this.startLinger();

@@ -52,9 +52,11 @@ import type {
 import { relayDiagnostics } from './diagnostics.js';
 import {
   AccessDeniedError,
+  AccountRemovedError,
   AgentUnavailableError,
   AuthTimeoutError,
   ControlProtocolError,
+  DomainNotVerifiedError,
   HandshakeError,
   NameInUseError,
   NoPortAvailableError,
@@ -72,12 +74,21 @@ import { DEFAULT_HTTP_LIMITS } from './http1.js';
 import { Session, YamuxError } from './mux/index.js';
 import type { Stream } from './mux/index.js';
 import { PublicHttpConnection } from './public-http.js';
+import { AcmeCertificateManager, canonicalHost, interceptAcmeChallenge } from './acme/index.js';
+import type { AcmeManagerOptions } from './acme/index.js';
+import {
+  HttpResponseCounters,
+  addResponseCounts,
+  emptyResponseCounts,
+} from './dashboard/http-counters.js';
+import type { HttpResponseCounts } from './dashboard/http-counters.js';
 import type { HttpRoute, HttpTunnelTarget } from './public-http.js';
 import { TokenBucket } from './rate-limit.js';
 import { chooseSubdomain, isValidSubdomain, tcpPortAllowed, verifyToken } from './token.js';
 import type { PortRange, TokenGrant } from './token.js';
-import { JsonFileTokenStore, loadOrCreateSecret } from './token-store.js';
-import type { TokenStore } from './token-store.js';
+import { loadOrCreateSecret } from './secret.js';
+import { openRelayStore } from './store/open.js';
+import type { DomainRecord, RelayStore, TokenStanding } from './store/types.js';
 
 /** The ALPN protocol id agents offer; it tells them apart on a shared TLS port. */
 export const AGENT_ALPN = 'warren-relay/1';
@@ -156,8 +167,17 @@ export interface RelayOptions {
   readonly domain: string;
   /** Holds the token secret and the token list. */
   readonly dataDir: string;
-  /** PEM certificate (chain) and key: for the agent listener and HTTPS (a wildcard for *.domain). */
-  readonly tls: { readonly cert: string | Buffer; readonly key: string | Buffer };
+  /**
+   * PEM certificate (chain) and key: for the agent listener and HTTPS (a wildcard for *.domain).
+   * Give this or `acme`.
+   */
+  readonly tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
+  /**
+   * Certificates from an ACME CA instead of `tls` (./acme/): one per SNI name
+   * (the domain, each tunnel's host, verified custom domains), ordered with
+   * HTTP-01, so `httpListen` is required. No wildcards (they need DNS-01).
+   */
+  readonly acme?: RelayAcmeOptions;
   readonly agentListen: ListenAddress;
   readonly httpListen?: ListenAddress;
   readonly httpsListen?: ListenAddress;
@@ -168,9 +188,20 @@ export interface RelayOptions {
   /** Ports written in public URLs when they differ from the bound ones (behind NAT). */
   readonly publicHttpPort?: number;
   readonly publicHttpsPort?: number;
-  /** Default: a JsonFileTokenStore in dataDir. */
-  readonly tokenStore?: TokenStore;
+  /**
+   * Accounts, token records and custom domains (./store/). Default: opened
+   * from `database` (a postgres:// URL) or SQLite in dataDir. The relay closes it.
+   */
+  readonly store?: RelayStore;
+  /** A postgres:// or postgresql:// URL for the store; undefined: SQLite in dataDir. */
+  readonly database?: string;
   readonly limits?: Partial<RelayLimits>;
+}
+
+/** `acme` in RelayOptions: the certificate manager's options the relay does not fill in itself. */
+export interface RelayAcmeOptions extends Omit<AcmeManagerOptions, 'dataDir' | 'isServedHost'> {
+  /** More names to get certificates for, besides the domain, tunnels and verified custom domains. */
+  readonly isServedHost?: (host: string) => boolean | Promise<boolean>;
 }
 
 export interface TunnelInfo {
@@ -186,6 +217,8 @@ export interface TunnelInfo {
   readonly connections: number;
   readonly bytesIn: number;
   readonly bytesOut: number;
+  /** HTTP tunnels: responses by status class and source, and request durations. */
+  readonly responses?: HttpResponseCounts;
 }
 
 export interface SessionInfo {
@@ -206,6 +239,8 @@ export interface TunnelTotals {
   connections: number;
   bytesIn: number;
   bytesOut: number;
+  /** HTTP tunnels: their response counts (a snapshot, replaced when another tunnel retires). */
+  responses?: HttpResponseCounts;
 }
 
 /** How often the relay refused public traffic for one reason. */
@@ -243,6 +278,8 @@ export interface RelayStats {
   readonly yamuxStreams: number;
   /** Totals of tunnels already closed, keyed by `${proto}:${name}`. */
   readonly closedTunnels: ReadonlyMap<string, Readonly<TunnelTotals>>;
+  /** The relay's own answers to HTTP requests that matched no tunnel (unknown host…), by status. */
+  readonly unroutedResponses: HttpResponseCounts;
 }
 
 const DEFAULT_TCP_PORTS: PortRange = [41000, 41999];
@@ -340,6 +377,7 @@ class HttpTunnel implements HttpTunnelTarget, TunnelBase {
   bytesIn = 0;
   bytesOut = 0;
   requests = 0;
+  readonly responses = new HttpResponseCounters();
   private readonly bucket: TokenBucket;
 
   constructor(
@@ -365,8 +403,8 @@ class HttpTunnel implements HttpTunnelTarget, TunnelBase {
     return this.access.basicAuth?.verify(authorization) ?? true;
   }
 
-  admitRequest(): boolean {
-    if (!this.bucket.take()) return false;
+  admitRequest(now: number): boolean {
+    if (!this.bucket.take(now)) return false;
     this.requests++;
     return true;
   }
@@ -393,6 +431,7 @@ class HttpTunnel implements HttpTunnelTarget, TunnelBase {
       connections: 0,
       bytesIn: this.bytesIn,
       bytesOut: this.bytesOut,
+      responses: this.responses.snapshot(),
     };
   }
 
@@ -794,7 +833,9 @@ class AgentSession {
       const access = accessOf(message);
       const tunnel =
         message.proto === 'http'
-          ? this.relay.openHttpTunnel(this, grant, message.subdomain, access)
+          ? message.hostname !== undefined
+            ? await this.relay.openCustomHostTunnel(this, grant, message.hostname, access)
+            : this.relay.openHttpTunnel(this, grant, message.subdomain, access)
           : await this.relay.openTcpTunnel(this, grant, message.port, access.allowlist);
       if (this.closed) {
         this.relay.unregisterTunnel(tunnel, false);
@@ -868,7 +909,7 @@ export class Relay {
   readonly limits: RelayLimits;
   private readonly options: RelayOptions;
   private readonly secret: Buffer;
-  private readonly store: TokenStore;
+  private readonly store: RelayStore;
   private readonly tcpPorts: PortRange;
   private readonly sharedAgentPort: boolean;
   private state: RelayState = 'running';
@@ -876,13 +917,18 @@ export class Relay {
   private httpServer: NetServer | null = null;
   private httpsServer: TlsServer | null = null;
   private readonly sessions = new Set<AgentSession>();
+  private readonly acceptedSockets = new Set<Socket>();
   private readonly httpTunnels = new Map<string, HttpTunnel>();
+  /** HTTP tunnels on verified custom domains, by host name (their name is the host). */
+  private readonly customHostTunnels = new Map<string, HttpTunnel>();
   private readonly tcpTunnels = new Map<number, TcpTunnel>();
   private readonly offlineNames = new Map<string, number>();
   private readonly publicConnections = new Set<PublicHttpConnection>();
   private readonly connectionsPerIp = new Map<string, number>();
   private recheckTimer: NodeJS.Timeout | null = null;
   private closePromise: Promise<void> | null = null;
+  /** With options.acme: the certificates per SNI name. */
+  private acme: AcmeCertificateManager | null = null;
   /** Mutable counters behind stats(); sessions and tunnels add to them. */
   readonly counters = {
     agentsConnected: 0,
@@ -893,9 +939,10 @@ export class Relay {
     /** Keyed by `${listener} ${code} ${status}`. */
     refused: new Map<string, RefusalCount>(),
     closedTunnels: new Map<string, TunnelTotals>(),
+    unroutedResponses: new HttpResponseCounters(),
   };
 
-  private constructor(options: RelayOptions, secret: Buffer, store: TokenStore) {
+  private constructor(options: RelayOptions, secret: Buffer, store: RelayStore) {
     this.options = options;
     this.domain = options.domain.toLowerCase();
     this.limits = resolveLimits(options.limits);
@@ -923,8 +970,20 @@ export class Relay {
     if (typeof options.dataDir !== 'string' || options.dataDir.length === 0) {
       throw new RelayConfigError('options.dataDir must be a directory path');
     }
-    if (typeof options.tls !== 'object') {
-      throw new RelayConfigError('options.tls must hold a PEM cert and key');
+    if (options.tls !== undefined && options.acme !== undefined) {
+      throw new RelayConfigError('give options.tls or options.acme, not both');
+    }
+    if (options.acme === undefined && typeof options.tls !== 'object') {
+      throw new RelayConfigError('options.tls must hold a PEM cert and key (or give options.acme)');
+    }
+    if (options.acme !== undefined && options.httpListen === undefined) {
+      // RFC 8555 §8.3: the CA fetches the HTTP-01 answer from port 80 of the name.
+      throw new RelayConfigError(
+        'options.acme needs options.httpListen (HTTP-01 comes in on port 80)',
+      );
+    }
+    if (options.acme !== undefined && canonicalHost(domain) === null) {
+      throw new RelayConfigError(`options.acme: an ACME CA cannot issue for '${domain}'`);
     }
     for (const [name, address] of Object.entries({
       agentListen: options.agentListen,
@@ -946,10 +1005,25 @@ export class Relay {
       throw new RelayConfigError(`options.tcpPorts: ${range.join('-')} is not a port range`);
     }
     const secret = await loadOrCreateSecret(options.dataDir);
-    const store = options.tokenStore ?? (await JsonFileTokenStore.open(options.dataDir));
+    const store =
+      options.store ??
+      (await openRelayStore({ dataDir: options.dataDir, database: options.database }));
     const relay = new Relay(options, secret, store);
     try {
+      if (options.acme !== undefined) {
+        relay.acme = await AcmeCertificateManager.open({
+          ...options.acme,
+          dataDir: options.dataDir,
+          isServedHost: (host) => relay.servesHost(host),
+        }).catch((error: unknown) => {
+          throw error instanceof RelayError
+            ? error
+            : new RelayConfigError(`options.acme: ${errorMessage(error)}`, { cause: error });
+        });
+      }
       await relay.listenAll();
+      // Agents connect by the domain's name: have its certificate before the first one does.
+      relay.acme?.prefetch(relay.domain);
     } catch (error) {
       await relay.close({ drainTimeoutMs: 0 });
       throw error instanceof RelayError
@@ -989,9 +1063,11 @@ export class Relay {
   }
 
   tunnelsInfo(): TunnelInfo[] {
-    return [...this.httpTunnels.values(), ...this.tcpTunnels.values()].map((tunnel) =>
-      tunnel.info(),
-    );
+    return [
+      ...this.httpTunnels.values(),
+      ...this.customHostTunnels.values(),
+      ...this.tcpTunnels.values(),
+    ].map((tunnel) => tunnel.info());
   }
 
   /** A snapshot of the relay's counters (see RelayStats). */
@@ -1012,6 +1088,7 @@ export class Relay {
       closedTunnels: new Map(
         [...counters.closedTunnels].map(([key, totals]) => [key, { ...totals }]),
       ),
+      unroutedResponses: counters.unroutedResponses.snapshot(),
     };
   }
 
@@ -1042,6 +1119,12 @@ export class Relay {
     totals.connections += info.connections;
     totals.bytesIn += info.bytesIn;
     totals.bytesOut += info.bytesOut;
+    if (info.responses !== undefined) {
+      totals.responses = addResponseCounts(
+        totals.responses ?? emptyResponseCounts(),
+        info.responses,
+      );
+    }
     closed.delete(key);
     closed.set(key, totals);
     if (closed.size > MAX_CLOSED_TUNNEL_TOTALS) {
@@ -1061,7 +1144,7 @@ export class Relay {
 
   // ---- used by sessions and tunnels -------------------------------------------------------
 
-  /** Verifies a token: signature, expiry, revocation. */
+  /** Verifies a token: signature, expiry, revocation, and that its account still exists. */
   async authorize(token: string): Promise<TokenGrant> {
     let grant: TokenGrant;
     try {
@@ -1070,20 +1153,86 @@ export class Relay {
       this.countTokenRejected(error);
       throw error;
     }
-    let revoked: boolean;
+    const refusal = await this.storeRefusal(grant);
+    if (refusal !== null) {
+      this.countTokenRejected(refusal);
+      throw refusal;
+    }
+    return grant;
+  }
+
+  /**
+   * What the store holds against a signed grant: revoked, or its account
+   * removed (null: nothing). A store that cannot answer throws: fail closed.
+   */
+  private async storeRefusal(grant: TokenGrant): Promise<RelayError | null> {
+    let standing: TokenStanding;
     try {
-      revoked = await this.store.isRevoked(grant.id);
+      standing = await this.store.checkToken(grant);
     } catch (error) {
       throw error instanceof TokenStoreError
         ? error
         : new TokenStoreError(`the token store failed: ${errorMessage(error)}`, { cause: error });
     }
-    if (revoked) {
-      const error = new TokenRevokedError(`the token '${grant.name}' was revoked`);
-      this.countTokenRejected(error);
-      throw error;
+    switch (standing) {
+      case 'valid':
+        return null;
+      case 'revoked':
+        return new TokenRevokedError(`the token '${grant.name}' was revoked`);
+      case 'account-removed':
+        return new AccountRemovedError(
+          `the account '${grant.account}' of the token '${grant.name}' was removed`,
+        );
     }
-    return grant;
+  }
+
+  /**
+   * Throws DomainNotVerifiedError unless `host` is a verified custom domain of
+   * the grant's account (checked on every request for it, and periodically).
+   */
+  private async checkCustomHost(grant: TokenGrant, host: string): Promise<void> {
+    let domain: DomainRecord | null;
+    try {
+      domain = await this.store.getDomain(host);
+    } catch (error) {
+      throw error instanceof TokenStoreError
+        ? error
+        : new TokenStoreError(`the store failed: ${errorMessage(error)}`, { cause: error });
+    }
+    if (domain?.account !== grant.account) {
+      throw new DomainNotVerifiedError(
+        `${host} is not a custom domain of the account '${grant.account}' (warren relay domain add --account ${grant.account} ${host})`,
+      );
+    }
+    if (domain.verifiedAt === null) {
+      throw new DomainNotVerifiedError(
+        `${host} is not verified yet (create its TXT record, then: warren relay domain verify ${host})`,
+      );
+    }
+  }
+
+  /**
+   * Whether the relay serves `host` (lower case): its domain, a registered HTTP
+   * tunnel's host, a verified custom domain, or a name options.acme.isServedHost
+   * accepts. ACME orders certificates for these names only.
+   */
+  async servesHost(host: string): Promise<boolean> {
+    if (host === this.domain || this.customHostTunnels.has(host)) return true;
+    const suffix = `.${this.domain}`;
+    if (host.endsWith(suffix) && this.httpTunnels.has(host.slice(0, -suffix.length))) return true;
+    const extra = this.options.acme?.isServedHost;
+    if (extra !== undefined && (await extra(host))) return true;
+    try {
+      return await this.isVerifiedCustomDomain(host);
+    } catch {
+      return false; // the store failed: order nothing rather than anything
+    }
+  }
+
+  /** True if `host` is a custom domain some account has verified. */
+  async isVerifiedCustomDomain(host: string): Promise<boolean> {
+    const domain = await this.store.getDomain(host);
+    return domain !== null && domain.verifiedAt !== null;
   }
 
   /** Throws unless one more authenticated session fits. */
@@ -1150,6 +1299,47 @@ export class Relay {
     );
     this.httpTunnels.set(name, tunnel);
     this.offlineNames.delete(name);
+    this.acme?.prefetch(tunnel.host); // the certificate before the first public request
+    return tunnel;
+  }
+
+  /**
+   * An HTTP tunnel on a custom domain: `hostname` must be a verified domain of
+   * the grant's account (DomainNotVerifiedError), not a name under the relay's
+   * own domain (NotPermittedError). Public requests with that Host reach it.
+   */
+  async openCustomHostTunnel(
+    session: AgentSession,
+    grant: TokenGrant,
+    hostname: string,
+    access: TunnelAccess = { allowlist: null, basicAuth: null },
+  ): Promise<HttpTunnel> {
+    if (this.state !== 'running') throw new RelayClosedError('the relay is shutting down');
+    const host = hostname.toLowerCase();
+    if (host === this.domain || host.endsWith(`.${this.domain}`)) {
+      throw new NotPermittedError(
+        `${host} is under the relay's own domain: ask for a subdomain instead of a hostname`,
+      );
+    }
+    await this.checkCustomHost(grant, host);
+    if (!this.running) throw new RelayClosedError('the relay is shutting down');
+    const existing = this.customHostTunnels.get(host);
+    if (existing !== undefined) {
+      if (existing.session.grant?.id !== grant.id) {
+        throw new NameInUseError(`${host} is in use by another agent`);
+      }
+      // The same token reconnecting (its old session not yet seen dead) takes over.
+      existing.session.removeTunnel(existing, false);
+    }
+    const { httpPort, httpsPort } = this.advertisedPorts();
+    const url =
+      httpsPort !== undefined
+        ? `https://${host}${httpsPort === 443 ? '' : `:${httpsPort}`}`
+        : `http://${host}${httpPort === 80 || httpPort === undefined ? '' : `:${httpPort}`}`;
+    const tunnel = new HttpTunnel(session, host, host, url, this.limits, access);
+    this.customHostTunnels.set(host, tunnel);
+    this.offlineNames.delete(host);
+    this.acme?.prefetch(host); // the certificate before the first public request
     return tunnel;
   }
 
@@ -1229,8 +1419,10 @@ export class Relay {
 
   unregisterTunnel(tunnel: Tunnel, remember: boolean): void {
     if (tunnel instanceof HttpTunnel) {
-      if (this.httpTunnels.get(tunnel.name) !== tunnel) return;
-      this.httpTunnels.delete(tunnel.name);
+      // A custom-domain tunnel is named by its host; a subdomain's host is longer than its name.
+      const tunnels = tunnel.name === tunnel.host ? this.customHostTunnels : this.httpTunnels;
+      if (tunnels.get(tunnel.name) !== tunnel) return;
+      tunnels.delete(tunnel.name);
       if (remember) this.rememberOffline(tunnel.name);
     } else {
       if (this.tcpTunnels.get(tunnel.port) !== tunnel) return;
@@ -1259,6 +1451,15 @@ export class Relay {
   /** Routes a request's Host to a tunnel. */
   route(host: string): HttpRoute {
     const suffix = `.${this.domain}`;
+    const custom = this.customHostTunnels.get(host);
+    if (custom !== undefined) return { kind: 'tunnel', tunnel: custom };
+    const customOfflineUntil = host.endsWith(suffix) ? undefined : this.offlineNames.get(host);
+    if (customOfflineUntil !== undefined && customOfflineUntil > Date.now()) {
+      return {
+        kind: 'offline',
+        message: `the agent for ${host} is offline (it may be reconnecting)`,
+      };
+    }
     if (host === this.domain) {
       return {
         kind: 'unknown',
@@ -1337,11 +1538,24 @@ export class Relay {
 
   // ---- listeners -----------------------------------------------------------------------------
 
+  /**
+   * Every socket any listener accepted and that is still open, whatever became
+   * of it: shutdown destroys the ones nothing else closed (a TLS handshake in
+   * progress, a half-closed client), else server.close() would wait for them.
+   */
+  private trackAccepted(server: NetServer): void {
+    server.on('connection', (socket: Socket) => {
+      this.acceptedSockets.add(socket);
+      socket.once('close', () => {
+        this.acceptedSockets.delete(socket);
+      });
+    });
+  }
+
   private async listenAll(): Promise<void> {
     const limits = this.limits;
     const tlsOptions = {
-      cert: this.options.tls.cert,
-      key: this.options.tls.key,
+      ...this.certificateOptions(),
       minVersion: 'TLSv1.2' as const,
       handshakeTimeout: limits.handshakeTimeoutMs,
       allowHalfOpen: true,
@@ -1350,6 +1564,7 @@ export class Relay {
       ...tlsOptions,
       ALPNProtocols: this.sharedAgentPort ? [AGENT_ALPN, 'http/1.1'] : [AGENT_ALPN],
     });
+    this.trackAccepted(this.agentServer);
     this.agentServer.maxConnections =
       limits.maxSessions +
       limits.maxUnauthenticated +
@@ -1384,8 +1599,9 @@ export class Relay {
     if (this.options.httpListen !== undefined) {
       this.httpServer = createNetServer({ allowHalfOpen: true, noDelay: true });
       this.httpServer.maxConnections = limits.maxPublicConnections;
+      this.trackAccepted(this.httpServer);
       this.httpServer.on('connection', (socket: Socket) => {
-        if (this.admitPublic(socket, 'http')) this.onPublicSocket(socket, 'http');
+        if (this.admitPublic(socket, 'http')) this.onPublicHttpSocket(socket);
       });
       this.httpServer.on('error', () => undefined);
       await listen(this.httpServer, this.options.httpListen);
@@ -1393,6 +1609,7 @@ export class Relay {
     if (this.options.httpsListen !== undefined && !this.sharedAgentPort) {
       this.httpsServer = createTlsServer({ ...tlsOptions, ALPNProtocols: ['http/1.1'] });
       this.httpsServer.maxConnections = limits.maxPublicConnections;
+      this.trackAccepted(this.httpsServer);
       this.httpsServer.on('connection', (socket: Socket) => {
         this.admitPublic(socket, 'https');
       });
@@ -1416,6 +1633,38 @@ export class Relay {
       void this.recheckTokens();
     }, limits.tokenRecheckIntervalMs);
     this.recheckTimer.unref();
+  }
+
+  /** The listeners' certificate: per SNI name from ACME, or the static one. */
+  private certificateOptions(): {
+    cert?: string | Buffer;
+    key?: string | Buffer;
+    SNICallback?: AcmeCertificateManager['SNICallback'];
+  } {
+    if (this.acme !== null) return { SNICallback: this.acme.SNICallback };
+    const tls = this.options.tls;
+    if (tls === undefined) throw new RelayConfigError('options.tls must hold a PEM cert and key');
+    return { cert: tls.cert, key: tls.key };
+  }
+
+  /** Public HTTP: with ACME, HTTP-01 challenges (RFC 8555 §8.3) are answered before routing. */
+  private onPublicHttpSocket(socket: Socket): void {
+    const acme = this.acme;
+    if (acme === null) {
+      this.onPublicSocket(socket, 'http');
+      return;
+    }
+    interceptAcmeChallenge(
+      socket,
+      {
+        lookup: (token, host) => acme.challengeResponse(token, host),
+        maxHeadBytes: this.limits.maxHeadBytes,
+        timeoutMs: this.limits.headersTimeoutMs,
+      },
+      (passed) => {
+        this.onPublicSocket(passed, 'http');
+      },
+    );
   }
 
   private onAgentSocket(socket: TLSSocket): void {
@@ -1455,6 +1704,7 @@ export class Relay {
       onRefused: (status, error) => {
         this.refusePublic(proto, remoteAddress, status, error);
       },
+      unroutedResponses: this.counters.unroutedResponses,
     });
     this.publicConnections.add(connection);
     connection.onClosed(() => {
@@ -1468,8 +1718,15 @@ export class Relay {
       if (!session.authenticated || session.grant === null) continue;
       try {
         await this.authorizeGrant(session.grant);
+        // A custom domain removed (or its account's) since the tunnel opened ends the session.
+        for (const tunnel of session.tunnels.values()) {
+          if (tunnel instanceof HttpTunnel && tunnel.name === tunnel.host) {
+            await this.checkCustomHost(session.grant, tunnel.host);
+          }
+        }
       } catch (error) {
-        this.countTokenRejected(error);
+        // A domain gone is not a token refusal (the token is fine): not counted as one.
+        if (!(error instanceof DomainNotVerifiedError)) this.countTokenRejected(error);
         session.fail(asRelayError(error));
       }
     }
@@ -1479,9 +1736,8 @@ export class Relay {
     if (grant.expiresAt !== null && Date.now() / 1000 >= grant.expiresAt) {
       throw new TokenExpiredError(`the token '${grant.name}' expired`);
     }
-    if (await this.store.isRevoked(grant.id)) {
-      throw new TokenRevokedError(`the token '${grant.name}' was revoked`);
-    }
+    const refusal = await this.storeRefusal(grant);
+    if (refusal !== null) throw refusal;
   }
 
   private async shutdown(drainTimeoutMs: number): Promise<void> {
@@ -1531,8 +1787,10 @@ export class Relay {
     );
     await Promise.race([graceful, timeout]);
     for (const session of sessions) session.destroy();
+    for (const socket of this.acceptedSockets) socket.destroy();
     await Promise.all(serversClosed);
     this.state = 'closed';
+    await this.acme?.close();
     await this.store.close();
   }
 }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { createHmac } from 'node:crypto';
+import { chmod, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -10,12 +11,15 @@ import {
   RelaySecretError,
   TokenExpiredError,
   TokenInvalidError,
-  TokenStoreError,
 } from './errors.js';
 import { TokenBucket } from './rate-limit.js';
 import {
+  DEFAULT_ACCOUNT,
+  MAX_HOST_NAME_LENGTH,
   chooseSubdomain,
   createToken,
+  isValidAccountName,
+  isValidHostName,
   isValidSubdomainPattern,
   parseDuration,
   parsePortRange,
@@ -24,7 +28,7 @@ import {
   verifyToken,
 } from './token.js';
 import type { TokenGrant } from './token.js';
-import { JsonFileTokenStore, SECRET_FILE, TOKENS_FILE, loadOrCreateSecret } from './token-store.js';
+import { SECRET_FILE, loadOrCreateSecret } from './secret.js';
 
 const secret = randomBytes(32);
 const NOW = 1_800_000_000;
@@ -82,6 +86,80 @@ describe('capability tokens', () => {
     );
   });
 
+  it('carry their account; tokens made before accounts belong to the default account', () => {
+    const { token, grant } = createToken(secret, { name: 'ci', account: 'acme' }, NOW);
+    assert.equal(grant.account, 'acme');
+    assert.equal(verifyToken(secret, token, NOW).account, 'acme');
+    assert.equal(createToken(secret, { name: 'x' }, NOW).grant.account, DEFAULT_ACCOUNT);
+
+    // A token as the relay signed them before accounts existed: no "a" in its payload.
+    const payload = Buffer.from(
+      JSON.stringify({
+        v: 1,
+        id: 'ab'.repeat(16),
+        n: 'old',
+        s: ['app'],
+        t: false,
+        iat: NOW,
+        exp: null,
+      }),
+    ).toString('base64url');
+    const signed = `wrn1.${payload}`;
+    const old = `${signed}.${createHmac('sha256', secret).update(signed, 'latin1').digest('base64url')}`;
+    assert.deepEqual(verifyToken(secret, old, NOW), {
+      id: 'ab'.repeat(16),
+      name: 'old',
+      account: DEFAULT_ACCOUNT,
+      subdomains: ['app'],
+      tcp: false,
+      issuedAt: NOW,
+      expiresAt: null,
+    });
+  });
+
+  it('check account names and custom host names', () => {
+    for (const good of ['default', 'acme', 'a', 'team.dev_1-x', 'x'.repeat(64)]) {
+      assert.ok(isValidAccountName(good), good);
+    }
+    for (const bad of ['', 'Acme', '-x', '.x', 'a b', 'x'.repeat(65), 'é']) {
+      assert.ok(!isValidAccountName(bad), bad);
+      assert.throws(() => createToken(secret, { name: 'x', account: bad }), RangeError, bad);
+    }
+    for (const good of ['app.example.org', 'a.b', 'xn--bcher-kva.example', '1.example.org']) {
+      assert.ok(isValidHostName(good), good);
+    }
+    for (const bad of [
+      'localhost',
+      'App.example.org',
+      'example.org.',
+      '192.0.2.1',
+      'a..b',
+      '-a.b',
+      'a_b.example',
+      `${'a.'.repeat(MAX_HOST_NAME_LENGTH)}org`.slice(-(MAX_HOST_NAME_LENGTH + 1)),
+    ]) {
+      assert.ok(!isValidHostName(bad), bad);
+    }
+    fc.assert(
+      fc.property(fc.domain(), (domain) => {
+        // What fast-check calls a domain is one if it is short enough and not all-digit at the end.
+        const expected =
+          domain.length <= MAX_HOST_NAME_LENGTH &&
+          domain.includes('.') &&
+          !/\.\d+$/.test(domain) &&
+          domain.split('.').every((label) => /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/.test(label));
+        assert.equal(isValidHostName(domain), expected, domain);
+      }),
+      { numRuns: 500 },
+    );
+    fc.assert(
+      fc.property(fc.string(), (text) => {
+        assert.equal(typeof isValidHostName(text), 'boolean');
+      }),
+      { numRuns: 500 },
+    );
+  });
+
   it('refuse bad grants when created', () => {
     assert.throws(() => createToken(secret, { name: '' }), RangeError);
     assert.throws(() => createToken(secret, { name: 'x', subdomains: ['a.b'] }), RangeError);
@@ -95,6 +173,7 @@ describe('what a grant allows', () => {
   const grant = (subdomains: string[], tcp: TokenGrant['tcp'] = false): TokenGrant => ({
     id: '0'.repeat(32),
     name: 'g',
+    account: DEFAULT_ACCOUNT,
     subdomains,
     tcp,
     issuedAt: 0,
@@ -145,7 +224,7 @@ describe('what a grant allows', () => {
   });
 });
 
-describe('token secret and JSON token store', () => {
+describe('token secret', () => {
   const dirs: string[] = [];
   after(async () => {
     for (const dir of dirs) await rm(dir, { recursive: true, force: true });
@@ -167,41 +246,6 @@ describe('token secret and JSON token store', () => {
     await chmod(join(dir, SECRET_FILE), 0o600);
     await writeFile(join(dir, SECRET_FILE), 'short\n');
     await assert.rejects(loadOrCreateSecret(dir), RelaySecretError);
-  });
-
-  it('records, lists and revokes tokens by id or name, seen by a second store instance', async () => {
-    const dir = await tempDir();
-    const writer = await JsonFileTokenStore.open(dir);
-    const reader = await JsonFileTokenStore.open(dir);
-    const a = createToken(secret, { name: 'laptop' }).grant;
-    const b = createToken(secret, { name: 'ci', tcp: true }).grant;
-    await writer.add(a);
-    await writer.add(b);
-    assert.equal(await reader.isRevoked(a.id), false);
-    assert.deepEqual(
-      (await reader.list()).map((record) => record.name),
-      ['laptop', 'ci'],
-    );
-    const revoked = await writer.revoke('laptop', NOW);
-    assert.deepEqual(
-      revoked.map((record) => [record.id, record.revokedAt]),
-      [[a.id, NOW]],
-    );
-    assert.equal(await reader.isRevoked(a.id), true, 'the other instance re-reads the file');
-    assert.equal(await reader.isRevoked(b.id), false);
-    assert.deepEqual(await writer.revoke('laptop'), [], 'already revoked');
-    assert.equal((await writer.revoke(b.id)).length, 1);
-    assert.equal((await stat(join(dir, TOKENS_FILE))).mode & 0o777, 0o600);
-  });
-
-  it('fails closed on a corrupt token list', async () => {
-    const dir = await tempDir();
-    const store = await JsonFileTokenStore.open(dir);
-    await writeFile(join(dir, TOKENS_FILE), '{"version":1,"tokens":[{"id":5}]}');
-    await assert.rejects(store.isRevoked('x'), TokenStoreError);
-    await writeFile(join(dir, TOKENS_FILE), 'not json');
-    await assert.rejects(store.isRevoked('x'), TokenStoreError);
-    assert.ok((await readFile(join(dir, TOKENS_FILE), 'utf8')).length > 0);
   });
 });
 

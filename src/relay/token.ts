@@ -3,12 +3,13 @@
  *
  *   token = "wrn1." base64url(payload JSON) "." base64url(HMAC-SHA256(secret, "wrn1." payload))
  *
- * The payload names the token (for people), lists the subdomains it may claim
- * (exact labels, "*" for any, or a prefix pattern "dev-*"), whether it may open
- * TCP tunnels (any port of the relay's range, or only some port ranges) and when
- * it expires. The relay checks a token when a session opens and again on every
- * tunnel request; revocation lives in a TokenStore (./token-store.ts), keyed by
- * the token's random id.
+ * The payload names the token (for people) and its account (`a`; a token made
+ * before accounts existed has none and belongs to the account "default"), lists
+ * the subdomains it may claim (exact labels, "*" for any, or a prefix pattern
+ * "dev-*"), whether it may open TCP tunnels (any port of the relay's range, or
+ * only some port ranges) and when it expires. The relay checks a token when a session opens and again on every
+ * tunnel request; revocation and accounts live in the relay's store
+ * (./store/), keyed by the token's random id and its account's name.
  *
  * The HMAC (RFC 2104 with SHA-256) is compared in constant time; the secret is
  * 32 random bytes kept in the relay's data directory.
@@ -19,6 +20,8 @@ import { NotPermittedError, TokenExpiredError, TokenInvalidError } from './error
 const TOKEN_PREFIX = 'wrn1.';
 const MAX_TOKEN_LENGTH = 4096;
 export const MIN_SECRET_BYTES = 32;
+/** The account of tokens made without one (and of every token made before accounts). */
+export const DEFAULT_ACCOUNT = 'default';
 
 export type PortRange = readonly [first: number, last: number];
 
@@ -28,6 +31,8 @@ export interface TokenGrant {
   readonly id: string;
   /** A label for people ("laptop"). */
   readonly name: string;
+  /** The account the token belongs to (DEFAULT_ACCOUNT for tokens made without one). */
+  readonly account: string;
   /** Subdomain patterns; empty: only names the relay picks at random. */
   readonly subdomains: readonly string[];
   /** TCP tunnels: not allowed, any port of the relay's range, or these ranges. */
@@ -40,6 +45,8 @@ export interface TokenGrant {
 
 export interface NewTokenGrant {
   readonly name: string;
+  /** Default DEFAULT_ACCOUNT. */
+  readonly account?: string;
   readonly subdomains?: readonly string[];
   readonly tcp?: boolean | readonly PortRange[];
   /** Unix seconds; default now. */
@@ -53,10 +60,37 @@ const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 /** "*", an exact label, or a prefix of a label followed by "*". */
 const PATTERN = /^(\*|[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?|[a-z0-9][a-z0-9-]{0,61}\*)$/;
 const TOKEN_NAME = /^[\x21-\x7e]([\x20-\x7e]{0,62}[\x21-\x7e])?$/;
+/** An account name: 1-64 of lower-case letters, digits, '.', '_' and '-', starting with a letter or digit. */
+const ACCOUNT_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+
+/** True for a valid account name ("default", "acme-corp"). */
+export function isValidAccountName(name: string): boolean {
+  return typeof name === 'string' && ACCOUNT_NAME.test(name);
+}
 
 /** True for a valid subdomain label. */
 export function isValidSubdomain(name: string): boolean {
   return typeof name === 'string' && LABEL.test(name);
+}
+
+/**
+ * The longest custom host name: 253 (RFC 1035 §2.3.4, in text form) less the
+ * 18 characters of the "_warren-challenge." label its DNS challenge goes under.
+ */
+export const MAX_HOST_NAME_LENGTH = 253 - '_warren-challenge.'.length;
+
+/**
+ * True for a custom domain's host name: lower case, two or more DNS labels,
+ * no trailing dot, and not an IPv4 address (its last label is not all digits).
+ */
+export function isValidHostName(host: string): boolean {
+  if (typeof host !== 'string' || host.length > MAX_HOST_NAME_LENGTH) return false;
+  const labels = host.split('.');
+  return (
+    labels.length >= 2 &&
+    labels.every((label) => LABEL.test(label)) &&
+    !/^\d+$/.test(labels[labels.length - 1] ?? '')
+  );
 }
 
 /** True for a valid subdomain pattern ("app", "*", "dev-*"). */
@@ -104,6 +138,11 @@ function validateGrant(grant: TokenGrant): void {
       `grant.name must be 1-64 printable ASCII characters without leading/trailing spaces, got ${JSON.stringify(grant.name)}`,
     );
   }
+  if (!isValidAccountName(grant.account)) {
+    throw new RangeError(
+      `grant.account must be 1-64 of a-z, 0-9, '.', '_', '-' (starting with a letter or digit), got ${JSON.stringify(grant.account)}`,
+    );
+  }
   if (!Array.isArray(grant.subdomains) || grant.subdomains.length > 64) {
     throw new RangeError('grant.subdomains must be an array of at most 64 patterns');
   }
@@ -148,6 +187,7 @@ export function createToken(
   const grant: TokenGrant = {
     id: randomBytes(16).toString('hex'),
     name: request.name,
+    account: request.account ?? DEFAULT_ACCOUNT,
     subdomains: [...(request.subdomains ?? [])],
     tcp: request.tcp ?? false,
     issuedAt: request.issuedAt ?? nowSeconds,
@@ -159,6 +199,7 @@ export function createToken(
       v: 1,
       id: grant.id,
       n: grant.name,
+      a: grant.account,
       s: grant.subdomains,
       t: grant.tcp,
       iat: grant.issuedAt,
@@ -216,6 +257,8 @@ export function verifyToken(
   const grant = {
     id: fields.id,
     name: fields.n,
+    // Tokens issued before accounts existed carry no `a`: they belong to "default".
+    account: fields.a === undefined ? DEFAULT_ACCOUNT : fields.a,
     subdomains: fields.s,
     tcp: fields.t,
     issuedAt: fields.iat,

@@ -46,7 +46,8 @@ function adminGet(
 interface Family {
   help: string;
   type: string;
-  samples: { labels: Record<string, string>; value: number }[];
+  /** `suffix`: '' for counters and gauges; '_bucket', '_sum' or '_count' in a histogram. */
+  samples: { suffix: string; labels: Record<string, string>; value: number }[];
 }
 
 function parseLabels(text: string): Record<string, string> {
@@ -88,16 +89,52 @@ function parseExposition(text: string): Map<string, Family> {
     }
     const sample = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
     assert.ok(sample !== null, `a sample line: ${line}`);
-    assert.equal(sample[1], current, `sample ${line} belongs to the family described above it`);
-    const value = Number(sample[3]);
+    const family = families.get(current ?? '');
+    assert.ok(family !== undefined, `sample ${line} comes after a HELP line`);
+    // A histogram's samples are NAME_bucket, NAME_sum and NAME_count; the rest are NAME.
+    const suffixes = family.type === 'histogram' ? ['_bucket', '_sum', '_count'] : [''];
+    const suffix = suffixes.find((each) => sample[1] === `${current ?? ''}${each}`);
+    assert.ok(suffix !== undefined, `sample ${line} belongs to the family described above it`);
+    const value = sample[3] === '+Inf' ? Infinity : Number(sample[3]);
     assert.ok(!Number.isNaN(value), `a numeric value: ${line}`);
-    families.get(current ?? '')?.samples.push({ labels: parseLabels(sample[2] ?? ''), value });
+    family.samples.push({ suffix, labels: parseLabels(sample[2] ?? ''), value });
   }
   for (const [name, family] of families) {
     assert.notEqual(family.type, '', `${name} has a TYPE`);
     if (family.type === 'counter') assert.ok(name.endsWith('_total'), `${name} ends in _total`);
+    if (family.type === 'histogram') checkHistogram(name, family);
   }
   return families;
+}
+
+/** A histogram's series: cumulative buckets ending at le="+Inf", which equals _count. */
+function checkHistogram(name: string, family: Family): void {
+  const series = new Map<string, { les: number[]; counts: number[]; count?: number }>();
+  for (const sample of family.samples) {
+    const { le, ...rest } = sample.labels;
+    const key = JSON.stringify(rest);
+    const entry = series.get(key) ?? { les: [], counts: [] };
+    series.set(key, entry);
+    if (sample.suffix === '_bucket') {
+      assert.ok(le !== undefined, `${name}_bucket has an le label`);
+      entry.les.push(le === '+Inf' ? Infinity : Number(le));
+      entry.counts.push(sample.value);
+    } else if (sample.suffix === '_count') {
+      entry.count = sample.value;
+    }
+  }
+  for (const [key, entry] of series) {
+    assert.equal(entry.les[entry.les.length - 1], Infinity, `${name}${key} ends at +Inf`);
+    for (let i = 1; i < entry.les.length; i++) {
+      assert.ok((entry.les[i] ?? 0) > (entry.les[i - 1] ?? 0), `${name}${key}: le ascends`);
+      assert.ok((entry.counts[i] ?? 0) >= (entry.counts[i - 1] ?? 0), `${name}${key}: cumulative`);
+    }
+    assert.equal(
+      entry.counts[entry.counts.length - 1],
+      entry.count,
+      `${name}${key}: +Inf = _count`,
+    );
+  }
 }
 
 /** The value of the sample of `name` whose labels include `labels` (0 when absent). */
@@ -108,8 +145,10 @@ function valueOf(
 ): number {
   const family = families.get(name);
   assert.ok(family !== undefined, `metric ${name} exists`);
-  const sample = family.samples.find((candidate) =>
-    Object.entries(labels).every(([key, value]) => candidate.labels[key] === value),
+  const sample = family.samples.find(
+    (candidate) =>
+      candidate.suffix === '' &&
+      Object.entries(labels).every(([key, value]) => candidate.labels[key] === value),
   );
   return sample?.value ?? 0;
 }
@@ -521,3 +560,187 @@ describe('relay admin listener: /metrics, /api/status, dashboard', () => {
     await agent.close();
   });
 });
+
+describe('relay admin listener: HTTP responses by source and status class', () => {
+  let fixture: RelayFixture;
+  let admin: AdminServer;
+  let adminPort: number;
+
+  const scrape = async (): Promise<Map<string, Family>> => {
+    const reply = await adminGet(adminPort, '/metrics', { token: ADMIN_TOKEN });
+    assert.equal(reply.status, 200);
+    return parseExposition(reply.body);
+  };
+
+  before(async () => {
+    fixture = await RelayFixture.create();
+    // A burst of 3 requests per tunnel: the 4th of a quick burst gets the relay's 429.
+    const relay = await fixture.startRelay({ requestsPerSecond: 1, requestBurst: 3 });
+    admin = await AdminServer.start({
+      relay,
+      listen: { host: '127.0.0.1', port: 0 },
+      token: ADMIN_TOKEN,
+    });
+    adminPort = admin.address().port;
+  });
+
+  after(async () => {
+    await admin.close();
+    await fixture.close();
+  });
+
+  it("counts exactly the app's 200, 404, 503 and the relay's own 404 and 429", async () => {
+    const app = await fixture.httpServer((request, response) => {
+      response.statusCode = request.url === '/missing' ? 404 : request.url === '/down' ? 503 : 200;
+      response.end(`answered ${request.url ?? ''}`);
+    });
+    const token = await fixture.token({ name: 'laptop', subdomains: ['app'] });
+    const agent = fixture.agent(token, [{ proto: 'http', localPort: app.port, subdomain: 'app' }]);
+    await agent.ready();
+
+    // Four requests in one write: the app answers three; the fourth is over the
+    // tunnel's burst, and the relay answers it 429 after the others, then closes.
+    const pipelined = fixture.track(await tcpConnect(fixture.ports.http));
+    const responses = await exchange(
+      pipelined,
+      ['/ok', '/missing', '/down', '/ok']
+        .map((path) => `GET ${path} HTTP/1.1\r\nHost: app.${DOMAIN}\r\n\r\n`)
+        .join(''),
+      4,
+    );
+    assert.deepEqual(responses.map(statusOf), [200, 404, 503, 429]);
+    pipelined.destroy();
+    // A host no tunnel serves: the relay's own 404.
+    const stranger = fixture.track(await tcpConnect(fixture.ports.http));
+    const [unknown] = await exchange(stranger, `GET / HTTP/1.1\r\nHost: nobody.${DOMAIN}\r\n\r\n`);
+    assert.equal(statusOf(unknown), 404);
+    stranger.destroy();
+
+    const expected = [
+      { tunnel: 'app', source: 'app', status_class: '1xx', value: 0 },
+      { tunnel: 'app', source: 'app', status_class: '2xx', value: 1 },
+      { tunnel: 'app', source: 'app', status_class: '3xx', value: 0 },
+      { tunnel: 'app', source: 'app', status_class: '4xx', value: 1 },
+      { tunnel: 'app', source: 'app', status_class: '5xx', value: 1 },
+      { tunnel: 'app', source: 'relay', status_class: '4xx', status: '429', value: 1 },
+      { source: 'relay', status_class: '4xx', status: '404', value: 1 },
+    ];
+    const responseSamples = (families: Map<string, Family>): Record<string, unknown>[] =>
+      (families.get('warren_relay_http_responses_total')?.samples ?? []).map((sample) => ({
+        ...sample.labels,
+        value: sample.value,
+      }));
+    // The relay counts the 429 as it writes it: the client may read it a moment before.
+    let metrics = await scrape();
+    for (let i = 0; i < 100 && responseSamples(metrics).length < expected.length; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      metrics = await scrape();
+    }
+    assert.equal(metrics.get('warren_relay_http_responses_total')?.type, 'counter');
+    assert.deepEqual(responseSamples(metrics), expected);
+    const durations = metrics.get('warren_relay_http_request_duration_seconds');
+    assert.equal(durations?.type, 'histogram');
+    const count = durations.samples.find(
+      (sample) => sample.suffix === '_count' && sample.labels.tunnel === 'app',
+    );
+    assert.equal(count?.value, 3, 'one duration per request the app answered');
+    const sum = durations.samples.find((sample) => sample.suffix === '_sum');
+    assert.ok(sum !== undefined && sum.value > 0 && sum.value < 30);
+
+    // /api/status: the same counts for the live tunnel, and the unrouted answers.
+    const reply = await adminGet(adminPort, '/api/status', { token: ADMIN_TOKEN });
+    const snapshot = JSON.parse(reply.body) as RelayStatus;
+    const tunnel = snapshot.tunnels.find((each) => each.name === 'app');
+    assert.deepEqual(tunnel?.responses?.app, { '1xx': 0, '2xx': 1, '3xx': 0, '4xx': 1, '5xx': 1 });
+    assert.deepEqual(tunnel.responses.relay, { '429': 1 });
+    assert.equal(tunnel.responses.duration.count, 3);
+    assert.deepEqual(snapshot.unroutedResponses, { '404': 1 });
+
+    // The dashboard page shows them (rendered with its own script, as text).
+    const cells = await renderTunnelCells(snapshot);
+    assert.ok(cells.includes('2xx 1, 4xx 1, 5xx 1'), JSON.stringify(cells));
+    assert.ok(cells.includes('429 \u00d71'), JSON.stringify(cells));
+    assert.ok(
+      cells.some((cell) => cell.endsWith(' ms')),
+      'the mean request time',
+    );
+    assert.match(cells[cells.length - 1] ?? '', /no tunnel.*404 \u00d71/);
+
+    // The agent leaves: the counts stay (the series are monotonic).
+    await agent.close();
+    let gone = await scrape();
+    for (
+      let i = 0;
+      i < 100 && valueOf(gone, 'warren_relay_tunnels', { proto: 'http' }) !== 0;
+      i++
+    ) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      gone = await scrape();
+    }
+    assert.equal(valueOf(gone, 'warren_relay_tunnels', { proto: 'http' }), 0);
+    assert.deepEqual(responseSamples(gone), expected);
+  });
+});
+
+/**
+ * Runs the dashboard page's script against a tiny fake DOM whose fetch
+ * answers `status`; returns the tunnel table's cell texts, then the
+ * unrouted-answers line.
+ */
+async function renderTunnelCells(status: RelayStatus): Promise<string[]> {
+  const script = /<script>([\s\S]*)<\/script>/.exec(DASHBOARD_HTML)?.[1];
+  assert.ok(script !== undefined);
+  interface Node {
+    textContent: string;
+    className: string;
+    colSpan: number;
+    style: Record<string, string>;
+    value: string;
+    children: Node[];
+    append(...nodes: Node[]): void;
+    replaceChildren(): void;
+    addEventListener(): void;
+  }
+  const makeNode = (): Node => {
+    const node: Node = {
+      textContent: '',
+      className: '',
+      colSpan: 1,
+      style: {},
+      value: '',
+      children: [],
+      append(...nodes) {
+        node.children.push(...nodes);
+      },
+      replaceChildren() {
+        node.children = [];
+      },
+      addEventListener() {
+        // The token form is not used here.
+      },
+    };
+    return node;
+  };
+  const byId = new Map<string, Node>();
+  const getElementById = (id: string): Node => {
+    const node = byId.get(id) ?? makeNode();
+    byId.set(id, node);
+    return node;
+  };
+  runInNewContext(script, {
+    document: { getElementById, createElement: makeNode },
+    fetch: () =>
+      Promise.resolve({
+        status: 200,
+        ok: true,
+        json: () => JSON.parse(JSON.stringify(status)) as unknown,
+      }),
+    sessionStorage: { getItem: () => null, setItem: () => undefined },
+    setInterval: () => undefined,
+  });
+  await waitFor(() => (byId.get('tunnels')?.children.length ?? 0) > 0, 'the tunnels to render');
+  const cells = (byId.get('tunnels')?.children ?? []).flatMap((row) =>
+    row.children.map((cell) => cell.textContent),
+  );
+  return [...cells, byId.get('unrouted')?.textContent ?? ''];
+}

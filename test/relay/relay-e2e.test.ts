@@ -16,7 +16,7 @@ import {
   TokenInvalidError,
   TokenRevokedError,
 } from '../../src/relay/errors.js';
-import { JsonFileTokenStore } from '../../src/relay/token-store.js';
+import { openRelayStore } from '../../src/relay/store/open.js';
 import {
   DOMAIN,
   RelayFixture,
@@ -353,8 +353,9 @@ describe('relay and agent end to end', () => {
     const token = await fixture.token({ name: 'revocable', subdomains: ['rev-*'] });
     const agent = fixture.agent(token, [{ proto: 'http', localPort: appPort, subdomain: 'rev-1' }]);
     await agent.ready();
-    const store = await JsonFileTokenStore.open(fixture.dir);
-    assert.equal((await store.revoke('revocable')).length, 1);
+    const store = await openRelayStore({ dataDir: fixture.dir });
+    assert.equal((await store.revokeToken('revocable')).length, 1);
+    await store.close();
     // A new agent with the revoked token is refused at hello.
     const again = fixture.agent(token, [{ proto: 'http', localPort: appPort, subdomain: 'rev-2' }]);
     assert.ok((await fatalOf(again)) instanceof TokenRevokedError);

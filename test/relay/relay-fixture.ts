@@ -27,9 +27,10 @@ import { ensureDevCertificate } from '../../src/relay/dev-ca.js';
 import type { DevCertificate } from '../../src/relay/dev-ca.js';
 import { Relay } from '../../src/relay/relay.js';
 import type { RelayLimits, RelayOptions } from '../../src/relay/relay.js';
-import { createToken } from '../../src/relay/token.js';
+import { DEFAULT_ACCOUNT, createToken } from '../../src/relay/token.js';
 import type { NewTokenGrant } from '../../src/relay/token.js';
-import { JsonFileTokenStore, loadOrCreateSecret } from '../../src/relay/token-store.js';
+import { loadOrCreateSecret } from '../../src/relay/secret.js';
+import { openRelayStore } from '../../src/relay/store/open.js';
 
 export const DOMAIN = 'tunnel.test';
 const LOOPBACK = '127.0.0.1';
@@ -98,11 +99,16 @@ export class RelayFixture {
     return { agent: port('agent'), http: port('http'), https: port('https') };
   }
 
-  /** A signed token, recorded in the relay's token store. */
+  /** A signed token, recorded in the relay's store (its account made if missing). */
   async token(grant: NewTokenGrant): Promise<string> {
     const { token, grant: issued } = createToken(this.secret, grant);
-    const store = await JsonFileTokenStore.open(this.dir);
-    await store.add(issued);
+    const store = await openRelayStore({ dataDir: this.dir });
+    try {
+      await store.ensureAccount(grant.account ?? DEFAULT_ACCOUNT);
+      await store.addToken(issued);
+    } finally {
+      await store.close();
+    }
     return token;
   }
 

@@ -23,7 +23,7 @@ import { relayDiagnostics } from '../../src/relay/diagnostics.js';
 import { RelayClosedError, RelayError, TokenRevokedError } from '../../src/relay/errors.js';
 import { Session, YamuxStreamResetError } from '../../src/relay/mux/index.js';
 import { AGENT_ALPN } from '../../src/relay/relay.js';
-import { JsonFileTokenStore } from '../../src/relay/token-store.js';
+import { openRelayStore } from '../../src/relay/store/open.js';
 import {
   DOMAIN,
   RelayFixture,
@@ -257,8 +257,9 @@ describe('relay robustness', () => {
     const victim = fixture.agent(token, [{ proto: 'http', localPort: app.port }]);
     await victim.ready();
     const fatal = once(victim, 'fatal') as Promise<[RelayError]>;
-    const store = await JsonFileTokenStore.open(fixture.dir);
-    await store.revoke('short-lived');
+    const store = await openRelayStore({ dataDir: fixture.dir });
+    await store.revokeToken('short-lived');
+    await store.close();
     const [error] = await fatal;
     assert.ok(error instanceof TokenRevokedError);
     await waitFor(
@@ -346,5 +347,42 @@ describe('relay limits and shutdown', () => {
     );
     const [error] = await disconnected;
     assert.ok(error instanceof RelayClosedError, String(error));
+  });
+});
+
+describe('relay shutdown with connections that never got anywhere', () => {
+  let fixture: RelayFixture;
+
+  before(async () => {
+    fixture = await RelayFixture.create();
+    await fixture.startRelay();
+  });
+
+  after(async () => {
+    await fixture.close();
+  });
+
+  it('closes at once despite a TLS handshake in progress and a half-closed agent socket', async () => {
+    const { agent, https } = fixture.ports;
+    // Mid-handshake: TCP connected, not one TLS byte sent (the handshake timeout is 10 s).
+    const silent = fixture.track(await tcpConnect(https));
+    // Handshake done, agent protocol chosen, then half-closed without a word.
+    const halfClosed = connectTls({
+      host: '127.0.0.1',
+      port: agent,
+      servername: DOMAIN,
+      ca: fixture.ca,
+      ALPNProtocols: [AGENT_ALPN],
+    });
+    fixture.track(halfClosed);
+    halfClosed.on('error', () => undefined);
+    await once(halfClosed, 'secureConnect');
+    halfClosed.end();
+    await sleep(50);
+    const started = performance.now();
+    await fixture.stopRelay(0);
+    const elapsed = performance.now() - started;
+    assert.ok(elapsed < 3_000, `the relay took ${Math.round(elapsed)} ms to close`);
+    await waitFor(() => silent.destroyed || silent.readableEnded, 'the silent socket closed');
   });
 });

@@ -10,5 +10,14 @@ export {
   escapeLabelValue,
   formatValue,
 } from './prometheus.js';
-export type { Labels, MetricType, Sample } from './prometheus.js';
+export type { HistogramSample, Labels, MetricType, Sample } from './prometheus.js';
+export {
+  DURATION_BUCKETS_SECONDS,
+  HttpResponseCounters,
+  RequestStartTimes,
+  STATUS_CLASSES,
+  addResponseCounts,
+  emptyResponseCounts,
+} from './http-counters.js';
+export type { DurationCounts, HttpResponseCounts, StatusClass } from './http-counters.js';
 export { DASHBOARD_CSP, DASHBOARD_HTML } from './page.js';

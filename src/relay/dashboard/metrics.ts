@@ -4,8 +4,15 @@
  * work on the data path beyond the counters the relay keeps anyway).
  */
 import type { Relay, RelayStats, TunnelInfo } from '../relay.js';
+import {
+  DURATION_BUCKETS_SECONDS,
+  STATUS_CLASSES,
+  addResponseCounts,
+  emptyResponseCounts,
+} from './http-counters.js';
+import type { HttpResponseCounts } from './http-counters.js';
 import { PrometheusWriter } from './prometheus.js';
-import type { Sample } from './prometheus.js';
+import type { HistogramSample, Sample } from './prometheus.js';
 
 /** One tunnel name's totals: the closed tunnels that held it plus the live one. */
 interface TunnelSeries {
@@ -15,6 +22,8 @@ interface TunnelSeries {
   connections: number;
   bytesIn: number;
   bytesOut: number;
+  /** HTTP tunnels: responses and durations, closed tunnels' and the live one's. */
+  responses?: HttpResponseCounts;
 }
 
 function statusClass(status: number): string {
@@ -41,6 +50,12 @@ function tunnelSeries(
     entry.connections += tunnel.connections;
     entry.bytesIn += tunnel.bytesIn;
     entry.bytesOut += tunnel.bytesOut;
+    if (tunnel.responses !== undefined) {
+      entry.responses = addResponseCounts(
+        entry.responses ?? emptyResponseCounts(),
+        tunnel.responses,
+      );
+    }
     series.set(key, entry);
   }
   return [...series.values()];
@@ -61,6 +76,40 @@ export function relayMetrics(relay: Relay): string {
       .map((entry) => ({ labels: { proto: entry.proto, tunnel: entry.name }, value: pick(entry) }));
   const byCode = (map: ReadonlyMap<string, number>): Sample[] =>
     [...map].map(([code, value]) => ({ labels: { reason: code }, value }));
+  const httpSeries = series.filter((entry) => entry.proto === 'http');
+  const responseSamples: Sample[] = [];
+  const relayAnswers = (counts: HttpResponseCounts, tunnelLabel: Record<string, string>): void => {
+    for (const [status, value] of Object.entries(counts.relay)) {
+      responseSamples.push({
+        labels: {
+          ...tunnelLabel,
+          source: 'relay',
+          status_class: statusClass(Number(status)),
+          status,
+        },
+        value,
+      });
+    }
+  };
+  const durationSamples: HistogramSample[] = [];
+  for (const entry of httpSeries) {
+    const counts = entry.responses ?? emptyResponseCounts();
+    for (const name of STATUS_CLASSES) {
+      responseSamples.push({
+        labels: { tunnel: entry.name, source: 'app', status_class: name },
+        value: counts.app[name],
+      });
+    }
+    relayAnswers(counts, { tunnel: entry.name });
+    durationSamples.push({
+      labels: { tunnel: entry.name },
+      counts: counts.duration.buckets,
+      sum: counts.duration.sum,
+    });
+  }
+  // Requests that reached no tunnel (unknown host, malformed head…): no tunnel label.
+  relayAnswers(stats.unroutedResponses, {});
+
   const tunnelKinds = { http: 0, tcp: 0 };
   for (const tunnel of tunnels) tunnelKinds[tunnel.proto]++;
 
@@ -108,6 +157,18 @@ export function relayMetrics(relay: Relay): string {
       'counter',
       'HTTP requests forwarded through a tunnel, by tunnel name.',
       byTunnel((entry) => entry.requests, 'http'),
+    )
+    .family(
+      'warren_relay_http_responses_total',
+      'counter',
+      'HTTP responses public clients got, by tunnel, source and status class: source="app" counts every response head of the service behind the tunnel (interim 1xx included), source="relay" the answers the relay gave itself, by status (no tunnel label: the request reached no tunnel).',
+      responseSamples,
+    )
+    .histogram(
+      'warren_relay_http_request_duration_seconds',
+      "Seconds from the relay admitting a request (head read and checked) to the end of the app's response to it (for a 101: its head), by tunnel; pipelined requests include their wait.",
+      DURATION_BUCKETS_SECONDS,
+      durationSamples,
     )
     .family(
       'warren_relay_tunnel_connections_total',
@@ -193,6 +254,8 @@ export interface StatusTunnel {
   readonly connections: number;
   readonly bytesIn: number;
   readonly bytesOut: number;
+  /** HTTP tunnels: responses by source and status class, and request durations. */
+  readonly responses?: HttpResponseCounts;
 }
 
 export interface RelayStatus {
@@ -201,6 +264,8 @@ export interface RelayStatus {
   readonly now: number;
   readonly agents: readonly StatusAgent[];
   readonly tunnels: readonly StatusTunnel[];
+  /** The relay's own answers to requests that reached no tunnel, by status. */
+  readonly unroutedResponses: Readonly<Record<string, number>>;
 }
 
 /** The dashboard's JSON snapshot: agents and tunnels with their counters. */
@@ -230,6 +295,8 @@ export function relayStatus(relay: Relay): RelayStatus {
       connections: tunnel.connections,
       bytesIn: tunnel.bytesIn,
       bytesOut: tunnel.bytesOut,
+      ...(tunnel.responses === undefined ? {} : { responses: tunnel.responses }),
     })),
+    unroutedResponses: relay.stats().unroutedResponses.relay,
   };
 }

@@ -1,8 +1,10 @@
 /**
  * The dashboard page: one self-contained HTML document (no framework, no
- * external assets). Its script fetches /api/status every 2 s and renders with
- * textContent only, so names and addresses that come from tokens and clients
- * cannot inject markup. The Content-Security-Policy allows exactly this
+ * external assets). It lists agents and tunnels with their traffic, the
+ * responses the apps gave by status class, the answers the relay gave itself
+ * and the mean request time. Its script fetches /api/status every 2 s and
+ * renders with textContent only, so names and addresses that come from tokens
+ * and clients cannot inject markup. The Content-Security-Policy allows exactly this
  * inline script and style (by SHA-256 hash, CSP Level 2 §4.2.4) and
  * connections to the page's own origin.
  */
@@ -45,6 +47,19 @@ function since(ms) {
   if (seconds < 7200) return Math.round(seconds / 60) + ' min';
   return Math.round(seconds / 3600) + ' h';
 }
+function counts(record, format) {
+  return Object.entries(record || {}).filter(([, n]) => n > 0).map(format).join(', ');
+}
+function responseCells(tunnel) {
+  const responses = tunnel.responses;
+  if (!responses) return [{ text: '' }, { text: '' }, { text: '', numeric: true }];
+  const duration = responses.duration;
+  return [
+    { text: counts(responses.app, ([name, n]) => name + ' ' + n) },
+    { text: counts(responses.relay, ([status, n]) => status + ' \u00d7' + n) },
+    { text: duration.count > 0 ? (duration.sum / duration.count * 1000).toFixed(1) + ' ms' : '', numeric: true },
+  ];
+}
 function fill(tbody, rows, columns) {
   tbody.replaceChildren();
   if (rows.length === 0) {
@@ -84,9 +99,13 @@ function render(status) {
       { text: bytes(tunnel.bytesIn), numeric: true },
       { text: bytes(tunnel.bytesOut), numeric: true },
       { text: inRate === '' ? '' : bytes(inRate) + '/s in, ' + bytes(outRate) + '/s out', numeric: true },
+      ...responseCells(tunnel),
     ];
   });
-  fill(document.getElementById('tunnels'), tunnels, 8);
+  fill(document.getElementById('tunnels'), tunnels, 11);
+  const unrouted = counts(status.unroutedResponses, ([code, n]) => code + ' \u00d7' + n);
+  document.getElementById('unrouted').textContent =
+    'Answered by the relay for no tunnel (unknown host, malformed request): ' + (unrouted || 'none');
   previous.clear();
   for (const tunnel of status.tunnels) previous.set(tunnel.id, tunnel);
   previousAt = status.now;
@@ -163,9 +182,10 @@ export const DASHBOARD_HTML = `<!doctype html>
 </table>
 <h2>Tunnels</h2>
 <table>
-<thead><tr><th>URL</th><th>Kind</th><th>Agent</th><th>Requests / connections</th><th>Rate</th><th>Bytes in</th><th>Bytes out</th><th>Traffic</th></tr></thead>
+<thead><tr><th>URL</th><th>Kind</th><th>Agent</th><th>Requests / connections</th><th>Rate</th><th>Bytes in</th><th>Bytes out</th><th>Traffic</th><th>App responses</th><th>Relay answers</th><th>Mean time</th></tr></thead>
 <tbody id="tunnels"></tbody>
 </table>
+<p id="unrouted"></p>
 <script>${SCRIPT}</script>
 </body>
 </html>

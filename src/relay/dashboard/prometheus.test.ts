@@ -61,4 +61,52 @@ describe('Prometheus text exposition 0.0.4', () => {
     writer.family('once', 'gauge', 'h', []);
     assert.throws(() => writer.family('once', 'gauge', 'h', []), /already written/);
   });
+
+  it('writes a histogram as cumulative buckets with le, then _sum and _count', () => {
+    const text = new PrometheusWriter()
+      .histogram(
+        'demo_duration_seconds',
+        'Durations.',
+        [0.1, 1],
+        [
+          { labels: { tunnel: 'a' }, counts: [2, 1, 3], sum: 12.5 },
+          { counts: [0, 0, 0], sum: 0 },
+        ],
+      )
+      .toString();
+    assert.equal(
+      text,
+      '# HELP demo_duration_seconds Durations.\n' +
+        '# TYPE demo_duration_seconds histogram\n' +
+        'demo_duration_seconds_bucket{tunnel="a",le="0.1"} 2\n' +
+        'demo_duration_seconds_bucket{tunnel="a",le="1"} 3\n' +
+        'demo_duration_seconds_bucket{tunnel="a",le="+Inf"} 6\n' +
+        'demo_duration_seconds_sum{tunnel="a"} 12.5\n' +
+        'demo_duration_seconds_count{tunnel="a"} 6\n' +
+        'demo_duration_seconds_bucket{le="0.1"} 0\n' +
+        'demo_duration_seconds_bucket{le="1"} 0\n' +
+        'demo_duration_seconds_bucket{le="+Inf"} 0\n' +
+        'demo_duration_seconds_sum 0\n' +
+        'demo_duration_seconds_count 0\n',
+    );
+  });
+
+  it('refuses histograms with bad bounds, counts, an le label or a taken name', () => {
+    const writer = new PrometheusWriter();
+    assert.throws(() => writer.histogram('h_a', 'h', [1, 1], []), /ascending/);
+    assert.throws(() => writer.histogram('h_b', 'h', [Infinity], []), /ascending/);
+    assert.throws(
+      () => writer.histogram('h_c', 'h', [1], [{ counts: [1], sum: 1 }]),
+      /2 bucket counts/,
+    );
+    assert.throws(
+      () => writer.histogram('h_d', 'h', [1], [{ labels: { le: '1' }, counts: [1, 0], sum: 1 }]),
+      /'le' is reserved/,
+    );
+    assert.throws(() => writer.histogram('bad-name', 'h', [1], []), /name 'bad-name'/);
+    writer.family('taken_count', 'gauge', 'h', []);
+    assert.throws(() => writer.histogram('taken', 'h', [1], []), /'taken_count' was already/);
+    writer.histogram('fine', 'h', [1], []);
+    assert.throws(() => writer.family('fine_bucket', 'gauge', 'h', []), /already written/);
+  });
 });

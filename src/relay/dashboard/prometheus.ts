@@ -2,7 +2,7 @@
  * A tiny writer for the Prometheus text exposition format, version 0.0.4
  * (https://prometheus.io/docs/instrumenting/exposition_formats/): one
  * `# HELP` and one `# TYPE` line per metric family, then its samples
- * `name{label="value",…} number`. Small enough that a client library
+ * `name{label="value",…} number` (histograms: `_bucket`, `_sum`, `_count`). Small enough that a client library
  * (prom-client) is not worth the dependency.
  */
 
@@ -16,6 +16,15 @@ export type Labels = Readonly<Record<string, string>>;
 export interface Sample {
   readonly labels?: Labels;
   readonly value: number;
+}
+
+/** One labelled histogram: observations per bucket, as counted (not cumulative). */
+export interface HistogramSample {
+  readonly labels?: Labels;
+  /** Observations per bucket: one per bound, then the +Inf bucket. */
+  readonly counts: readonly number[];
+  /** The sum of the observed values. */
+  readonly sum: number;
 }
 
 /** Metric names: [a-zA-Z_:][a-zA-Z0-9_:]* (the data model's rule). */
@@ -85,6 +94,62 @@ export class PrometheusWriter {
     for (const sample of samples) {
       this.lines.push(`${name}${formatLabels(sample.labels)} ${formatValue(sample.value)}`);
     }
+    return this;
+  }
+
+  /**
+   * Adds a histogram family: per sample, cumulative `NAME_bucket{le="…"}`
+   * lines for `bounds` and +Inf, then `NAME_sum` and `NAME_count` (the
+   * format's "Histograms and summaries"). `bounds` ascend; each sample has
+   * one count per bound plus one for +Inf.
+   */
+  histogram(
+    name: string,
+    help: string,
+    bounds: readonly number[],
+    samples: readonly HistogramSample[],
+  ): this {
+    const checkedName: unknown = name;
+    const checkedBounds: unknown = bounds;
+    const checkedSamples: unknown = samples;
+    if (typeof checkedName !== 'string' || !METRIC_NAME.test(checkedName)) {
+      throw new RangeError(`name '${String(checkedName)}' is not a metric name`);
+    }
+    if (
+      !Array.isArray(checkedBounds) ||
+      !bounds.every(
+        (bound, i) => Number.isFinite(bound) && (i === 0 || bound > (bounds[i - 1] ?? 0)),
+      )
+    ) {
+      throw new RangeError('bounds must be finite numbers in ascending order');
+    }
+    if (!Array.isArray(checkedSamples)) throw new TypeError('samples must be an array');
+    const names = [name, `${name}_bucket`, `${name}_sum`, `${name}_count`];
+    const taken = names.find((each) => this.names.has(each));
+    if (taken !== undefined) throw new RangeError(`name '${taken}' was already written`);
+    const lines: string[] = [`# HELP ${name} ${escapeHelp(help)}`, `# TYPE ${name} histogram`];
+    for (const sample of samples) {
+      if (sample.counts.length !== bounds.length + 1) {
+        throw new RangeError(`samples need ${bounds.length + 1} bucket counts each`);
+      }
+      if (sample.labels !== undefined && 'le' in sample.labels) {
+        throw new RangeError("label name 'le' is reserved for histogram buckets");
+      }
+      let cumulative = 0;
+      sample.counts.forEach((count, index) => {
+        cumulative += count;
+        const le = index < bounds.length ? formatValue(bounds[index] ?? 0) : '+Inf';
+        lines.push(
+          `${name}_bucket${formatLabels({ ...sample.labels, le })} ${formatValue(cumulative)}`,
+        );
+      });
+      lines.push(
+        `${name}_sum${formatLabels(sample.labels)} ${formatValue(sample.sum)}`,
+        `${name}_count${formatLabels(sample.labels)} ${formatValue(cumulative)}`,
+      );
+    }
+    for (const each of names) this.names.add(each);
+    this.lines.push(...lines);
     return this;
   }
 

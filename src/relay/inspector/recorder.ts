@@ -9,13 +9,28 @@
  * RFC 9112) and responses with a small observer here that also captures their
  * bodies (the relay's ResponseReader only tells where a response ends). Bodies
  * are captured de-chunked up to a limit (64 KiB by default) and marked
- * truncated beyond it. Anything the recorder cannot parse is recorded as
+ * truncated beyond it; chunked bodies are decoded by the relay's own chunked
+ * decoder (../http1-chunked.ts), so the inspector and the relay agree on where
+ * every message ends. Anything the recorder cannot parse is recorded as
  * "unparseable" and the rest of that stream is ignored: traffic is never
  * altered or stopped because the inspector did not understand it.
  */
 import { EventEmitter } from 'node:events';
-import { DEFAULT_HTTP_LIMITS, RequestReader, parseChunkSizeLine } from '../http1.js';
-import type { HeaderField, RequestHandler, RequestHead } from '../http1.js';
+import {
+  ChunkedBodyDecoder,
+  DEFAULT_HTTP_LIMITS,
+  REQUEST_CHUNKED,
+  RESPONSE_CHUNKED,
+  RequestReader,
+} from '../http1.js';
+import type {
+  ChunkedProfile,
+  ChunkedSink,
+  HeaderField,
+  RequestHandler,
+  RequestHead,
+} from '../http1.js';
+import { LineBuffer } from '../http1-chunked.js';
 
 export const DEFAULT_BODY_LIMIT = 64 * 1024;
 export const DEFAULT_RING_SIZE = 500;
@@ -23,8 +38,6 @@ export const DEFAULT_RING_SIZE = 500;
 const UNPARSEABLE_SAMPLE = 1024;
 /** Client bytes held while an upgrade request waits for its answer. */
 const MAX_UPGRADE_STASH = 64 * 1024;
-const MAX_CHUNK_LINE = 4096;
-const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
 
 /** Where the tunnel's traffic goes: the local service (replays go there too). */
 export interface TunnelTarget {
@@ -122,15 +135,15 @@ function checkCount(value: unknown, what: string, min: number): number {
   return value;
 }
 
-/** Keeps a body's first `limit` bytes and counts the rest. */
-class BodyCapture {
+/** Keeps a body's first `limit` bytes and counts the rest (a sink for decoded chunked bodies). */
+class BodyCapture implements ChunkedSink {
   private readonly parts: Buffer[] = [];
   private kept = 0;
   size = 0;
 
   constructor(private readonly limit: number) {}
 
-  add(bytes: Buffer): void {
+  body(bytes: Buffer): void {
     this.size += bytes.length;
     if (this.kept >= this.limit) return;
     const take = Math.min(bytes.length, this.limit - this.kept);
@@ -149,87 +162,27 @@ class FramingError extends Error {}
 /**
  * Decodes the chunked transfer coding (RFC 9112 §7.1) incrementally: data goes
  * to `onData`; push() returns how much of the input belonged to the message.
+ * A convenience wrapper around the relay's ChunkedBodyDecoder (../http1-chunked.ts),
+ * with its checks and errors (HttpParseError); `profile` picks how strictly
+ * trailers are checked (default: as the relay checks responses).
  */
 export class ChunkedDecoder {
-  private state: 'size' | 'data' | 'data-end' | 'trailers' | 'done' = 'size';
-  private line: Buffer[] = [];
-  private lineLength = 0;
-  private remaining = 0;
-  private trailerBytes = 0;
+  private readonly decoder: ChunkedBodyDecoder;
+  private readonly sink: ChunkedSink;
 
-  constructor(private readonly onData: (bytes: Buffer) => void) {}
+  constructor(onData: (bytes: Buffer) => void, profile: ChunkedProfile = RESPONSE_CHUNKED) {
+    if (typeof onData !== 'function') throw new TypeError('onData must be a function');
+    this.decoder = new ChunkedBodyDecoder(profile, DEFAULT_HTTP_LIMITS, 'decoded');
+    this.sink = { body: onData };
+  }
 
   get done(): boolean {
-    return this.state === 'done';
+    return this.decoder.done;
   }
 
   /** Consumes input from `offset`; returns the offset where this message's bytes end. */
   push(chunk: Buffer, offset = 0): number {
-    let at = offset;
-    while (at < chunk.length && this.state !== 'done') {
-      switch (this.state) {
-        case 'size': {
-          const line = this.takeLine(chunk, at, MAX_CHUNK_LINE);
-          if (line === null) return chunk.length;
-          at = line.end;
-          let size: number;
-          try {
-            size = parseChunkSizeLine(line.bytes);
-          } catch {
-            throw new FramingError('malformed chunk-size line');
-          }
-          if (size === 0) this.state = 'trailers';
-          else {
-            this.state = 'data';
-            this.remaining = size;
-          }
-          break;
-        }
-        case 'data': {
-          const take = Math.min(this.remaining, chunk.length - at);
-          this.onData(chunk.subarray(at, at + take));
-          at += take;
-          this.remaining -= take;
-          if (this.remaining === 0) {
-            this.state = 'data-end';
-            this.remaining = 2;
-          }
-          break;
-        }
-        case 'data-end':
-          if (chunk[at] !== (this.remaining === 2 ? 0x0d : 0x0a)) {
-            throw new FramingError('chunk data not followed by CRLF');
-          }
-          at++;
-          if (--this.remaining === 0) this.state = 'size';
-          break;
-        case 'trailers': {
-          const line = this.takeLine(chunk, at, DEFAULT_HTTP_LIMITS.maxHeadBytes);
-          if (line === null) return chunk.length;
-          at = line.end;
-          this.trailerBytes += line.bytes.length;
-          if (this.trailerBytes > DEFAULT_HTTP_LIMITS.maxHeadBytes) {
-            throw new FramingError('trailer section too large');
-          }
-          if (line.bytes.length <= 2) this.state = 'done';
-          break;
-        }
-      }
-    }
-    return at;
-  }
-
-  private takeLine(chunk: Buffer, at: number, max: number): { bytes: Buffer; end: number } | null {
-    const lf = chunk.indexOf(0x0a, at);
-    const piece = chunk.subarray(at, lf < 0 ? chunk.length : lf + 1);
-    this.lineLength += piece.length;
-    if (this.lineLength > max) throw new FramingError(`a framing line longer than ${max} bytes`);
-    this.line.push(Buffer.from(piece));
-    if (lf < 0) return null;
-    const bytes = this.line.length === 1 ? (this.line[0] ?? piece) : Buffer.concat(this.line);
-    this.line = [];
-    this.lineLength = 0;
-    return { bytes, end: lf + 1 };
+    return this.decoder.push(chunk, offset, this.sink);
   }
 }
 
@@ -301,7 +254,8 @@ interface InFlight {
   readonly isHead: boolean;
   readonly upgrade: boolean;
   requestBody: BodyCapture | null;
-  requestDecoder: ChunkedDecoder | null;
+  /** The body is chunked: it goes through the observer's request decoder. */
+  requestChunked: boolean;
   requestHead: RequestHead | null;
 }
 
@@ -310,6 +264,15 @@ type ResponseState = 'head' | 'length' | 'chunked' | 'until-close';
 /** Observes one stream: frames requests and responses, records each exchange. */
 export class StreamObserver implements StreamTap {
   private readonly requests = new RequestReader();
+  /**
+   * De-chunks the request being received; RequestReader has validated (and
+   * hands over) the encoding, so this only strips the framing.
+   */
+  private readonly requestDecoder = new ChunkedBodyDecoder(
+    REQUEST_CHUNKED,
+    DEFAULT_HTTP_LIMITS,
+    'decoded',
+  );
   /** Exchanges whose request was seen, oldest first, awaiting (the end of) a response. */
   private readonly inFlight: InFlight[] = [];
   /** The request being received (its head seen, its body maybe not). */
@@ -325,10 +288,15 @@ export class StreamObserver implements StreamTap {
   firstExchange: RecordedExchange | null = null;
 
   private responseState: ResponseState = 'head';
-  private responseHead: Buffer[] = [];
-  private responseHeadBytes = 0;
+  /** An incomplete response head or chunked framing line. */
+  private readonly responseLines = new LineBuffer();
+  private readonly responseDecoder = new ChunkedBodyDecoder(
+    RESPONSE_CHUNKED,
+    DEFAULT_HTTP_LIMITS,
+    'decoded',
+    this.responseLines,
+  );
   private responseRemaining = 0;
-  private responseDecoder: ChunkedDecoder | null = null;
   private responseBody: BodyCapture | null = null;
   private responseMeta: Omit<RecordedResponse, 'body'> | null = null;
 
@@ -343,8 +311,8 @@ export class StreamObserver implements StreamTap {
     body: (bytes) => {
       const current = this.receiving;
       if (current === null) return;
-      if (current.requestDecoder !== null) current.requestDecoder.push(bytes);
-      else current.requestBody?.add(bytes);
+      if (current.requestChunked) this.requestDecoder.push(bytes, 0, current.requestBody);
+      else current.requestBody?.body(bytes);
     },
     end: () => this.onRequestEnd(),
   };
@@ -429,14 +397,10 @@ export class StreamObserver implements StreamTap {
       isHead: head.method === 'HEAD',
       upgrade: head.upgrade,
       requestBody: capture,
-      requestDecoder:
-        head.body.kind === 'chunked' && capture !== null
-          ? new ChunkedDecoder((bytes) => {
-              capture.add(bytes);
-            })
-          : null,
+      requestChunked: head.body.kind === 'chunked',
       requestHead: head,
     };
+    if (entry.requestChunked) this.requestDecoder.reset();
     exchange.upgrade = head.upgrade;
     exchange.request = {
       method: head.method,
@@ -459,7 +423,7 @@ export class StreamObserver implements StreamTap {
       entry.exchange.request = { ...request, body: entry.requestBody.result() };
     }
     entry.requestBody = null;
-    entry.requestDecoder = null;
+    entry.requestChunked = false;
     entry.requestHead = null;
     this.maybeComplete(entry);
     if (entry.upgrade) {
@@ -479,65 +443,40 @@ export class StreamObserver implements StreamTap {
           if (this.inFlight.length === 0) {
             throw new FramingError('the service sent bytes that answer no request');
           }
-          const end = this.headEnd(chunk, at);
-          if (end < 0) return;
+          const end = this.responseLines.headEnd(chunk, at);
+          const max = DEFAULT_HTTP_LIMITS.maxHeadBytes;
+          if (end < 0) {
+            if (!this.responseLines.stash(chunk.subarray(at), max)) {
+              throw new FramingError('response head too large');
+            }
+            return;
+          }
+          const head = this.responseLines.take(chunk.subarray(at, end), max);
+          if (head === null) throw new FramingError('response head too large');
           at = end;
-          this.onResponseHead();
+          this.onResponseHead(head);
           break;
         }
         case 'length': {
           const take = Math.min(this.responseRemaining, chunk.length - at);
-          this.responseBody?.add(chunk.subarray(at, at + take));
+          this.responseBody?.body(chunk.subarray(at, at + take));
           at += take;
           this.responseRemaining -= take;
           if (this.responseRemaining === 0) this.finishResponse();
           break;
         }
-        case 'chunked': {
-          const decoder = this.responseDecoder;
-          if (decoder === null) throw new FramingError('no chunked decoder');
-          at = decoder.push(chunk, at);
-          if (decoder.done) this.finishResponse();
+        case 'chunked':
+          at = this.responseDecoder.push(chunk, at, this.responseBody);
+          if (this.responseDecoder.done) this.finishResponse();
           break;
-        }
         case 'until-close':
-          this.responseBody?.add(chunk.subarray(at));
+          this.responseBody?.body(chunk.subarray(at));
           return;
       }
     }
   }
 
-  /** Collects a response head; returns the offset just past it, or -1 (stashed). */
-  private headEnd(chunk: Buffer, at: number): number {
-    const previous = this.responseHead[this.responseHead.length - 1];
-    // The terminator may straddle chunks: look at the stashed tail too.
-    const tail =
-      previous === undefined
-        ? Buffer.alloc(0)
-        : previous.length >= 3
-          ? previous.subarray(-3)
-          : Buffer.concat(this.responseHead).subarray(-3);
-    const window = Buffer.concat([tail, chunk.subarray(at, at + 3)]);
-    let end = -1;
-    const straddle = tail.length > 0 ? window.indexOf(HEAD_END) : -1;
-    if (straddle >= 0) end = at + straddle + 4 - tail.length;
-    else {
-      const found = chunk.indexOf(HEAD_END, at);
-      if (found >= 0) end = found + 4;
-    }
-    const piece = chunk.subarray(at, end < 0 ? chunk.length : end);
-    this.responseHeadBytes += piece.length;
-    if (this.responseHeadBytes > DEFAULT_HTTP_LIMITS.maxHeadBytes) {
-      throw new FramingError('response head too large');
-    }
-    this.responseHead.push(Buffer.from(piece));
-    return end;
-  }
-
-  private onResponseHead(): void {
-    const bytes = Buffer.concat(this.responseHead);
-    this.responseHead = [];
-    this.responseHeadBytes = 0;
+  private onResponseHead(bytes: Buffer): void {
     const lines = bytes.toString('latin1', 0, bytes.length - 4).split('\r\n');
     // RFC 9112 §4: status-line = HTTP-version SP status-code SP [ reason-phrase ].
     const match = /^(HTTP\/1\.[01]) ([1-9]\d\d)(?: ([^\r\n]*))?$/.exec(lines[0] ?? '');
@@ -582,10 +521,7 @@ export class StreamObserver implements StreamTap {
     } else if (transferEncoding !== undefined) {
       const codings = transferEncoding.split(',').map((coding) => coding.trim().toLowerCase());
       if (codings[codings.length - 1] === 'chunked') {
-        const capture = this.responseBody;
-        this.responseDecoder = new ChunkedDecoder((data) => {
-          capture.add(data);
-        });
+        this.responseDecoder.reset();
         this.responseState = 'chunked';
       } else {
         this.responseState = 'until-close';
@@ -605,7 +541,6 @@ export class StreamObserver implements StreamTap {
     const meta = this.responseMeta;
     const body = this.responseBody;
     this.responseState = 'head';
-    this.responseDecoder = null;
     this.responseMeta = null;
     this.responseBody = null;
     if (entry === undefined || meta === null || body === null) return;
