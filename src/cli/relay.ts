@@ -6,7 +6,7 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { LETS_ENCRYPT_DIRECTORY_URL } from '../relay/acme/index.js';
+import { LETS_ENCRYPT_DIRECTORY_URL } from '../relay/acme/directory.js';
 import { AdminServer } from '../relay/dashboard/index.js';
 import { ensureDevCertificate } from '../relay/dev-ca.js';
 import type {

@@ -5,9 +5,6 @@
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { exposeCommand } from './expose.js';
-import { relayCommand } from './relay.js';
-import { runCommand } from './run.js';
 import { VERSION } from './version.js';
 
 const USAGE = `Usage: warren COMMAND [ARGS...]
@@ -30,6 +27,9 @@ Commands:
 Run 'warren COMMAND --help' for a command's options.
 `;
 
+// Each command's module is loaded when it runs: `warren run` starts a sandbox
+// per invocation and must not pay for the relay's ACME client and database
+// drivers.
 const [command, ...rest] = process.argv.slice(2);
 switch (command) {
   case undefined:
@@ -43,13 +43,13 @@ switch (command) {
     process.stdout.write(`warren v${VERSION}\n`);
     break;
   case 'run':
-    process.exitCode = await runCommand(rest);
+    process.exitCode = await (await import('./run.js')).runCommand(rest);
     break;
   case 'relay':
-    process.exitCode = await relayCommand(rest);
+    process.exitCode = await (await import('./relay.js')).relayCommand(rest);
     break;
   case 'expose':
-    process.exitCode = await exposeCommand(rest);
+    process.exitCode = await (await import('./expose.js')).exposeCommand(rest);
     break;
   case 'wg': {
     const script = fileURLToPath(new URL('./warren-wg.js', import.meta.url));

@@ -74,8 +74,10 @@ import { DEFAULT_HTTP_LIMITS } from './http1.js';
 import { Session, YamuxError } from './mux/index.js';
 import type { Stream } from './mux/index.js';
 import { PublicHttpConnection } from './public-http.js';
-import { AcmeCertificateManager, canonicalHost, interceptAcmeChallenge } from './acme/index.js';
-import type { AcmeManagerOptions } from './acme/index.js';
+import { canonicalHost } from './acme/certificate.js';
+import { interceptAcmeChallenge } from './acme/http-challenge.js';
+// The manager (and the ACME client under it) is loaded only for options.acme.
+import type { AcmeCertificateManager, AcmeManagerOptions } from './acme/manager.js';
 import {
   HttpResponseCounters,
   addResponseCounts,
@@ -1011,6 +1013,7 @@ export class Relay {
     const relay = new Relay(options, secret, store);
     try {
       if (options.acme !== undefined) {
+        const { AcmeCertificateManager } = await import('./acme/manager.js');
         relay.acme = await AcmeCertificateManager.open({
           ...options.acme,
           dataDir: options.dataDir,

@@ -46,9 +46,10 @@ import { checkRenewalPolicy, DEFAULT_RENEWAL_POLICY, renewalTime, retryDelay } f
 import type { RenewalPolicy, RetryPolicy } from './schedule.js';
 import { AcmeStore } from './store.js';
 import { AcmeTransport } from './transport.js';
+import { LETS_ENCRYPT_DIRECTORY_URL } from './directory.js';
 
 /** Let's Encrypt's production ACME directory: the default CA. */
-export const LETS_ENCRYPT_DIRECTORY_URL = 'https://acme-v02.api.letsencrypt.org/directory';
+export { LETS_ENCRYPT_DIRECTORY_URL } from './directory.js';
 
 export interface AcmeManagerOptions {
   /** The relay's data directory: the account key and certificates go to DATA_DIR/acme/. */

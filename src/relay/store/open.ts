@@ -6,8 +6,7 @@
  */
 import { RelayConfigError } from '../errors.js';
 import { importLegacyTokens } from './legacy-tokens.js';
-import { isPostgresUrl, openPostgresStore, redactDatabaseUrl } from './postgres.js';
-import { openSqliteStore } from './sqlite.js';
+import { isPostgresUrl, redactDatabaseUrl } from './postgres-url.js';
 import type { SqlRelayStore } from './sql-store.js';
 import type { RelayStore } from './types.js';
 
@@ -48,10 +47,12 @@ export async function openRelayStore(options: OpenStoreOptions): Promise<RelaySt
     throw new RelayConfigError('options.dataDir must be a directory path');
   }
   checkDatabaseUrl(options.database);
+  // Each driver is loaded only when chosen: a relay on SQLite never loads pg,
+  // and commands that need no store load neither.
   const store: SqlRelayStore =
     options.database === undefined || options.database === ''
-      ? await openSqliteStore(options.dataDir)
-      : await openPostgresStore(options.database);
+      ? await (await import('./sqlite.js')).openSqliteStore(options.dataDir)
+      : await (await import('./postgres.js')).openPostgresStore(options.database);
   try {
     await importLegacyTokens(store, options.dataDir);
   } catch (error) {

@@ -10,6 +10,9 @@
  * password; the relay then fails closed.
  */
 import pg from 'pg';
+import { isPostgresUrl, redactDatabaseUrl } from './postgres-url.js';
+
+export { isPostgresUrl, redactDatabaseUrl } from './postgres-url.js';
 import type { PoolClient } from 'pg';
 import { RelayError, StoreConnectError, TokenStoreError } from '../errors.js';
 import { migrate } from './schema.js';
@@ -23,19 +26,6 @@ export const CONNECT_TIMEOUT_MS = 5_000;
 const POOL_SIZE = 4;
 /** Any 64-bit key: held while migrating, so two processes never migrate at once. */
 const MIGRATION_LOCK_KEY = 0x77617272656e; // "warren"
-
-/** True for a postgres:// or postgresql:// URL. */
-export function isPostgresUrl(url: string): boolean {
-  return typeof url === 'string' && /^postgres(?:ql)?:\/\//i.test(url);
-}
-
-/** The URL with its password (user:PASSWORD@, ?password=) replaced by ***: for messages. */
-export function redactDatabaseUrl(url: string): string {
-  if (typeof url !== 'string') throw new TypeError('url must be a string');
-  return url
-    .replace(/^([a-z]+:\/\/[^:/@?#]*):[^@/?#]*@/i, '$1:***@')
-    .replace(/([?&]password=)[^&#]*/gi, '$1***');
-}
 
 /** Node errno codes and SQLSTATEs that mean "cannot reach or use this database at all". */
 const CONNECT_ERRNOS = new Set([
