@@ -471,44 +471,53 @@ async function main(): Promise<void> {
       process.stdout.write(`${name.padEnd(46)}${value}\n`);
     };
 
-    /** Two reference hops from `entry` to iperf3, started after the relay made the dev certificate. */
-    const startPipes = async (tls: boolean): Promise<number> => {
+    /**
+     * Two reference hops in front of `targetPort` (iperf3 or the local HTTP
+     * server), started after the relay made the dev certificate.
+     */
+    const startPipes = async (
+      tls: boolean,
+      targetPort: number,
+    ): Promise<{ port: number; pids: number[] }> => {
       const farPort = await freePort();
       const nearPort = await freePort();
       const flags = ['--dir', dir, ...(tls ? ['--tls'] : [])];
-      await firstJsonLine(
-        startChild(process.execPath, [
-          SELF,
-          '--role',
-          'pipe-far',
-          '--listen-port',
-          String(farPort),
-          '--target-port',
-          String(iperfPort),
-          ...flags,
-        ]),
-        'far pipe',
-      );
-      await firstJsonLine(
-        startChild(process.execPath, [
-          SELF,
-          '--role',
-          'pipe-near',
-          '--listen-port',
-          String(nearPort),
-          '--target-port',
-          String(farPort),
-          ...flags,
-        ]),
-        'near pipe',
-      );
-      return nearPort;
+      const far = startChild(process.execPath, [
+        SELF,
+        '--role',
+        'pipe-far',
+        '--listen-port',
+        String(farPort),
+        '--target-port',
+        String(targetPort),
+        ...flags,
+      ]);
+      await firstJsonLine(far, 'far pipe');
+      const near = startChild(process.execPath, [
+        SELF,
+        '--role',
+        'pipe-near',
+        '--listen-port',
+        String(nearPort),
+        '--target-port',
+        String(farPort),
+        ...flags,
+      ]);
+      await firstJsonLine(near, 'near pipe');
+      return { port: nearPort, pids: [far.pid ?? 0, near.pid ?? 0] };
     };
-    const plainPipe = runTcp ? await startPipes(false) : 0;
-    const tlsPipe = runTcp ? await startPipes(true) : 0;
+    const plainPipe = runTcp ? (await startPipes(false, iperfPort)).port : 0;
+    const tlsPipe = runTcp ? (await startPipes(true, iperfPort)).port : 0;
+    const httpTlsPipe = runHttp ? await startPipes(true, local.port) : { port: 0, pids: [] };
+    const httpTlsPipeUrl = `http://${LOOPBACK}:${httpTlsPipe.port}/`;
 
-    const httpRounds = { direct: [] as number[], tunnel: [] as number[], ssh: [] as number[] };
-    const httpCpu = { tunnel: [] as number[], ssh: [] as number[] };
+    const httpRounds = {
+      direct: [] as number[],
+      tunnel: [] as number[],
+      ssh: [] as number[],
+      tlsPipe: [] as number[],
+    };
+    const httpCpu = { tunnel: [] as number[], ssh: [] as number[], tlsPipe: [] as number[] };
     const tcpRounds = {
       direct: [] as number[],
       tunnel: [] as number[],
@@ -519,7 +528,9 @@ async function main(): Promise<void> {
     const tcpCpu = { tunnel: [] as number[], ssh: [] as number[] };
     if (runHttp) {
       // Warm up each path (TLS/yamux windows, JIT, ssh channels).
-      for (const url of [directUrl, tunnelUrl, sshUrl]) await wrk(url, host, 1, connections);
+      for (const url of [directUrl, tunnelUrl, sshUrl, httpTlsPipeUrl]) {
+        await wrk(url, host, 1, connections);
+      }
     }
     for (let round = 1; round <= rounds; round++) {
       process.stderr.write(`round ${round} of ${rounds}\n`);
@@ -535,6 +546,11 @@ async function main(): Promise<void> {
         httpRounds.ssh.push(viaSsh);
         httpCpu.tunnel.push(tunnelCpu / (tunnel * seconds));
         httpCpu.ssh.push(sshCpu / (viaSsh * seconds));
+        const [viaPipe, pipeCpu] = await withCpu(httpTlsPipe.pids, () =>
+          wrk(httpTlsPipeUrl, host, seconds, connections),
+        );
+        httpRounds.tlsPipe.push(viaPipe);
+        httpCpu.tlsPipe.push(pipeCpu / (viaPipe * seconds));
       }
       if (runTcp) {
         tcpRounds.direct.push(await iperf(iperfPort, seconds));
@@ -570,7 +586,12 @@ async function main(): Promise<void> {
         '  warren ÷ ssh -R',
         `${ratio(tunnel, viaSsh)}  (rounds: ${httpRounds.tunnel.map((t, i) => ratio(t, httpRounds.ssh[i] ?? 0)).join(', ')})`,
       );
+      line(
+        '  two Node TLS pipes (TLS, no mux, no HTTP)',
+        `${median(httpRounds.tlsPipe).toFixed(0)} req/s  (${perRequest(httpCpu.tlsPipe)}, both pipes)`,
+      );
       line('  warren ÷ direct', ratio(tunnel, direct));
+      line('  warren ÷ Node TLS pipes', ratio(tunnel, median(httpRounds.tlsPipe)));
     }
     if (runTcp) {
       const gbit = (samples: number[]): string => `${(median(samples) / 1e9).toFixed(2)} Gbit/s`;
