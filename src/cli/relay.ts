@@ -6,6 +6,7 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
 import { LETS_ENCRYPT_DIRECTORY_URL } from '../relay/acme/directory.js';
 import { AdminServer } from '../relay/dashboard/index.js';
 import { ensureDevCertificate } from '../relay/dev-ca.js';
@@ -501,6 +502,34 @@ const STORE_OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
+/** What a store subcommand (token, account, domain) accepts besides its own options. */
+interface SubcommandConfig {
+  readonly options: typeof STORE_OPTIONS & ParseArgsConfig['options'];
+  readonly allowPositionals: boolean;
+}
+
+/**
+ * Parses a store subcommand's arguments strictly and answers --help. Returns
+ * the parsed arguments, or the exit code to return at once.
+ */
+function parseSubcommand<T extends SubcommandConfig>(
+  args: string[],
+  config: T,
+): ReturnType<typeof parseArgs<T & { args: string[]; strict: true }>> | number {
+  let parsed;
+  try {
+    parsed = parseArgs({ ...config, args, strict: true });
+  } catch (error) {
+    return usageError(error instanceof Error ? error.message : String(error));
+  }
+  const common: { help?: unknown } = parsed.values;
+  if (common.help === true) {
+    process.stdout.write(RELAY_USAGE);
+    return 0;
+  }
+  return parsed;
+}
+
 function isoDate(seconds: number): string {
   return new Date(seconds * 1000).toISOString();
 }
@@ -554,30 +583,20 @@ function describeTcp(tcp: TokenRecord['tcp']): string {
 
 async function tokenCommand(argv: string[]): Promise<number> {
   const [action, ...rest] = argv;
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: rest,
-      strict: true,
-      allowPositionals: action === 'revoke',
-      options: {
-        ...STORE_OPTIONS,
-        name: { type: 'string' },
-        account: { type: 'string' },
-        subdomain: { type: 'string', multiple: true },
-        tcp: { type: 'boolean' },
-        'tcp-ports': { type: 'string', multiple: true },
-        expires: { type: 'string' },
-      },
-    });
-  } catch (error) {
-    return usageError(error instanceof Error ? error.message : String(error));
-  }
+  const parsed = parseSubcommand(rest, {
+    allowPositionals: action === 'revoke',
+    options: {
+      ...STORE_OPTIONS,
+      name: { type: 'string' },
+      account: { type: 'string' },
+      subdomain: { type: 'string', multiple: true },
+      tcp: { type: 'boolean' },
+      'tcp-ports': { type: 'string', multiple: true },
+      expires: { type: 'string' },
+    },
+  });
+  if (typeof parsed === 'number') return parsed;
   const { values, positionals } = parsed;
-  if (values.help === true) {
-    process.stdout.write(RELAY_USAGE);
-    return 0;
-  }
   switch (action) {
     case 'create': {
       if (values.name === undefined) return usageError('token create: --name is required');
@@ -654,22 +673,12 @@ async function tokenCommand(argv: string[]): Promise<number> {
 
 async function accountCommand(argv: string[]): Promise<number> {
   const [action, ...rest] = argv;
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: rest,
-      strict: true,
-      allowPositionals: action === 'create' || action === 'remove',
-      options: STORE_OPTIONS,
-    });
-  } catch (error) {
-    return usageError(error instanceof Error ? error.message : String(error));
-  }
+  const parsed = parseSubcommand(rest, {
+    allowPositionals: action === 'create' || action === 'remove',
+    options: STORE_OPTIONS,
+  });
+  if (typeof parsed === 'number') return parsed;
   const { values, positionals } = parsed;
-  if (values.help === true) {
-    process.stdout.write(RELAY_USAGE);
-    return 0;
-  }
   const name = positionals[0];
   if (
     (action === 'create' || action === 'remove') &&
@@ -719,27 +728,17 @@ async function accountCommand(argv: string[]): Promise<number> {
 
 async function domainCommand(argv: string[]): Promise<number> {
   const [action, ...rest] = argv;
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: rest,
-      strict: true,
-      allowPositionals: action === 'add' || action === 'verify' || action === 'remove',
-      options: {
-        ...STORE_OPTIONS,
-        account: { type: 'string' },
-        domain: { type: 'string' },
-        resolver: { type: 'string', multiple: true },
-      },
-    });
-  } catch (error) {
-    return usageError(error instanceof Error ? error.message : String(error));
-  }
+  const parsed = parseSubcommand(rest, {
+    allowPositionals: action === 'add' || action === 'verify' || action === 'remove',
+    options: {
+      ...STORE_OPTIONS,
+      account: { type: 'string' },
+      domain: { type: 'string' },
+      resolver: { type: 'string', multiple: true },
+    },
+  });
+  if (typeof parsed === 'number') return parsed;
   const { values, positionals } = parsed;
-  if (values.help === true) {
-    process.stdout.write(RELAY_USAGE);
-    return 0;
-  }
   const host = positionals[0];
   if (action !== 'list' && (host === undefined || positionals.length !== 1)) {
     return usageError(`domain ${action ?? ''}: give one HOST`);

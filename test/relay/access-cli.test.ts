@@ -5,51 +5,22 @@
  * the command with a non-zero exit and a message naming the flag.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import type { ChildProcessWithoutNullStreams } from 'node:child_process';
-import { once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
+import { exitOf, startCli, untilPrinted } from './cli-process.js';
+import type { RunningCli } from './cli-process.js';
 import { DOMAIN, RelayFixture, exchange, statusOf, tcpConnect } from './relay-fixture.js';
 
-const RUNNER = fileURLToPath(new URL('./cli-runner.js', import.meta.url));
-
-interface Running {
-  readonly child: ChildProcessWithoutNullStreams;
-  stdout: string;
-  stderr: string;
-}
-
-function start(args: string[]): Running {
-  const child = spawn(process.execPath, [RUNNER, 'expose', ...args], { stdio: 'pipe' });
-  const running: Running = { child, stdout: '', stderr: '' };
-  child.stdout.on('data', (chunk: Buffer) => (running.stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (running.stderr += chunk.toString()));
-  return running;
-}
-
-async function exitOf(running: Running): Promise<number | null> {
-  if (running.child.exitCode !== null) return running.child.exitCode;
-  const [code] = (await once(running.child, 'exit')) as [number | null];
-  return code;
-}
-
-async function until(running: Running, pattern: RegExp, timeoutMs = 10_000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!pattern.test(running.stdout)) {
-    if (running.child.exitCode !== null || performance.now() > deadline) {
-      throw new Error(`no ${String(pattern)}; stdout ${running.stdout}; stderr ${running.stderr}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+/** `warren expose ARGS…` */
+function start(args: string[]): RunningCli {
+  return startCli(['expose', ...args]);
 }
 
 describe('warren expose access flags', () => {
   let fixture: RelayFixture;
   let token: string;
-  const children: Running[] = [];
+  const children: RunningCli[] = [];
 
   before(async () => {
     fixture = await RelayFixture.create();
@@ -97,7 +68,7 @@ describe('warren expose access flags', () => {
       '127.0.0.0/8',
     ]);
     children.push(expose);
-    await until(expose, /^https:\/\/cli\.tunnel\.test:\d+ -> /m);
+    await untilPrinted(expose, /^https:\/\/cli\.tunnel\.test:\d+ -> /m);
     const host = `cli.${DOMAIN}`;
     const request = (extra: string): string => `GET / HTTP/1.1\r\nHost: ${host}\r\n${extra}\r\n`;
     const basic = (text: string): string =>

@@ -9,8 +9,7 @@
  * certificates come from disk, not from a new order.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
-import type { ChildProcessWithoutNullStreams } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -21,56 +20,31 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
 import type { TLSSocket } from 'node:tls';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Agent } from '../../src/relay/agent.js';
 import { RelayConfigError } from '../../src/relay/errors.js';
 import { Relay } from '../../src/relay/relay.js';
 import { LoopbackDns, Pebble, freePort } from './acme-pebble.js';
+import { CLI_RUNNER, startCli, terminate as stopRelay, untilPrinted } from './cli-process.js';
+import type { RunningCli } from './cli-process.js';
 import { httpAsk, portOf } from './relay-fixture.js';
 
-const RUNNER = fileURLToPath(new URL('./cli-runner.js', import.meta.url));
 const run = promisify(execFile);
 const DOMAIN = 'acme-e2e.test';
 const TUNNEL_HOST = `app.${DOMAIN}`;
 
-interface Running {
-  readonly child: ChildProcessWithoutNullStreams;
-  stdout: string;
-  stderr: string;
+/** `warren relay ARGS…` */
+function startRelay(args: string[]): RunningCli {
+  return startCli(['relay', ...args]);
 }
 
-function startRelay(args: string[]): Running {
-  const child = spawn(process.execPath, [RUNNER, 'relay', ...args], { stdio: 'pipe' });
-  const running: Running = { child, stdout: '', stderr: '' };
-  child.stdout.on('data', (chunk: Buffer) => (running.stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (running.stderr += chunk.toString()));
-  return running;
-}
-
-async function until(
-  running: Running,
+/** Waits for `pattern` on `stream`; ACME orders against pebble can take a while. */
+function until(
+  running: RunningCli,
   pattern: RegExp,
   stream: 'stdout' | 'stderr',
-  timeoutMs = 30_000,
 ): Promise<RegExpExecArray> {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    const match = pattern.exec(running[stream]);
-    if (match !== null) return match;
-    if (running.child.exitCode !== null || performance.now() > deadline) {
-      throw new Error(`no ${String(pattern)}; stdout ${running.stdout}; stderr ${running.stderr}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
-async function stopRelay(running: Running): Promise<number | null> {
-  if (running.child.exitCode !== null) return running.child.exitCode;
-  const exited = once(running.child, 'exit');
-  running.child.kill('SIGTERM');
-  const [code] = (await exited) as [number | null];
-  return code;
+  return untilPrinted(running, pattern, stream, 30_000);
 }
 
 /** A TLS handshake to 127.0.0.1:port as `servername`, trusting only `ca`. */
@@ -116,7 +90,7 @@ describe('warren relay --acme against pebble', () => {
   let httpPort: number;
   let tlsPort: number;
   let relayArgs: string[];
-  const relays: Running[] = [];
+  const relays: RunningCli[] = [];
   let agent: Agent | null = null;
 
   before(async () => {
@@ -167,7 +141,7 @@ describe('warren relay --acme against pebble', () => {
 
   it('serves a tunnel over HTTPS with certificates issued by pebble', async () => {
     const created = await run(process.execPath, [
-      RUNNER,
+      CLI_RUNNER,
       'relay',
       'token',
       'create',

@@ -4,23 +4,15 @@
  * address without a token is refused, and 'off' disables the listener.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
+import { startCli } from './cli-process.js';
+import type { RunningCli } from './cli-process.js';
 
-const RUNNER = fileURLToPath(new URL('./cli-runner.js', import.meta.url));
 const ADMIN_TOKEN = 'cli-admin-token-abcdef0123456789';
-
-interface Running {
-  readonly child: ChildProcessWithoutNullStreams;
-  stdout: string;
-  stderr: string;
-}
 
 interface Ports {
   agent: number;
@@ -31,37 +23,29 @@ interface Ports {
 
 describe('warren relay admin options', () => {
   let dir: string;
-  const children: Running[] = [];
+  const children: RunningCli[] = [];
 
-  const start = (extra: string[]): Running => {
-    const child = spawn(
-      process.execPath,
-      [
-        RUNNER,
-        'relay',
-        '--domain',
-        'tunnel.test',
-        '--data-dir',
-        dir,
-        '--dev-ca',
-        '--agent-listen',
-        '127.0.0.1:0',
-        '--https-listen',
-        '127.0.0.1:0',
-        '--http-listen',
-        '127.0.0.1:0',
-        ...extra,
-      ],
-      { stdio: 'pipe' },
-    );
-    const running: Running = { child, stdout: '', stderr: '' };
-    child.stdout.on('data', (chunk: Buffer) => (running.stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (running.stderr += chunk.toString()));
+  const start = (extra: string[]): RunningCli => {
+    const running = startCli([
+      'relay',
+      '--domain',
+      'tunnel.test',
+      '--data-dir',
+      dir,
+      '--dev-ca',
+      '--agent-listen',
+      '127.0.0.1:0',
+      '--https-listen',
+      '127.0.0.1:0',
+      '--http-listen',
+      '127.0.0.1:0',
+      ...extra,
+    ]);
     children.push(running);
     return running;
   };
 
-  const portsOf = async (running: Running): Promise<Ports> => {
+  const portsOf = async (running: RunningCli): Promise<Ports> => {
     const deadline = performance.now() + 15_000;
     for (;;) {
       const line = /^\{.*\}$/m.exec(running.stdout);
@@ -73,7 +57,7 @@ describe('warren relay admin options', () => {
     }
   };
 
-  const exitOf = async (running: Running): Promise<number | null> => {
+  const exitOf = async (running: RunningCli): Promise<number | null> => {
     if (running.child.exitCode !== null) return running.child.exitCode;
     const [code] = (await once(running.child, 'exit')) as [number | null];
     return code;

@@ -12,6 +12,7 @@ import { AdminServer, DASHBOARD_CSP, DASHBOARD_HTML } from '../../src/relay/dash
 import type { RelayStatus } from '../../src/relay/dashboard/index.js';
 import { RelayConfigError } from '../../src/relay/errors.js';
 import type { RelayError } from '../../src/relay/errors.js';
+import type { RelayLimits } from '../../src/relay/relay.js';
 import {
   DOMAIN,
   RelayFixture,
@@ -153,17 +154,34 @@ function valueOf(
   return sample?.value ?? 0;
 }
 
+/** A relay started with `limits` and its admin listener (token ADMIN_TOKEN) on port 0. */
+async function startRelayWithAdmin(
+  limits: Partial<RelayLimits> = {},
+): Promise<{ fixture: RelayFixture; admin: AdminServer; adminPort: number }> {
+  const fixture = await RelayFixture.create();
+  const relay = await fixture.startRelay(limits);
+  const admin = await AdminServer.start({
+    relay,
+    listen: { host: '127.0.0.1', port: 0 },
+    token: ADMIN_TOKEN,
+  });
+  return { fixture, admin, adminPort: admin.address().port };
+}
+
+/** GET /metrics from the admin listener on `adminPort`, parsed. */
+async function scrapeMetrics(adminPort: number): Promise<Map<string, Family>> {
+  const reply = await adminGet(adminPort, '/metrics', { token: ADMIN_TOKEN });
+  assert.equal(reply.status, 200);
+  assert.equal(reply.headers['content-type'], 'text/plain; version=0.0.4; charset=utf-8');
+  return parseExposition(reply.body);
+}
+
 describe('relay admin listener: /metrics, /api/status, dashboard', () => {
   let fixture: RelayFixture;
   let admin: AdminServer;
   let adminPort: number;
 
-  const scrape = async (): Promise<Map<string, Family>> => {
-    const reply = await adminGet(adminPort, '/metrics', { token: ADMIN_TOKEN });
-    assert.equal(reply.status, 200);
-    assert.equal(reply.headers['content-type'], 'text/plain; version=0.0.4; charset=utf-8');
-    return parseExposition(reply.body);
-  };
+  const scrape = (): Promise<Map<string, Family>> => scrapeMetrics(adminPort);
   const status = async (): Promise<RelayStatus> => {
     const reply = await adminGet(adminPort, '/api/status', { token: ADMIN_TOKEN });
     assert.equal(reply.status, 200);
@@ -172,14 +190,7 @@ describe('relay admin listener: /metrics, /api/status, dashboard', () => {
   };
 
   before(async () => {
-    fixture = await RelayFixture.create();
-    const relay = await fixture.startRelay();
-    admin = await AdminServer.start({
-      relay,
-      listen: { host: '127.0.0.1', port: 0 },
-      token: ADMIN_TOKEN,
-    });
-    adminPort = admin.address().port;
+    ({ fixture, admin, adminPort } = await startRelayWithAdmin());
   });
 
   after(async () => {
@@ -566,22 +577,14 @@ describe('relay admin listener: HTTP responses by source and status class', () =
   let admin: AdminServer;
   let adminPort: number;
 
-  const scrape = async (): Promise<Map<string, Family>> => {
-    const reply = await adminGet(adminPort, '/metrics', { token: ADMIN_TOKEN });
-    assert.equal(reply.status, 200);
-    return parseExposition(reply.body);
-  };
+  const scrape = (): Promise<Map<string, Family>> => scrapeMetrics(adminPort);
 
   before(async () => {
-    fixture = await RelayFixture.create();
     // A burst of 3 requests per tunnel: the 4th of a quick burst gets the relay's 429.
-    const relay = await fixture.startRelay({ requestsPerSecond: 1, requestBurst: 3 });
-    admin = await AdminServer.start({
-      relay,
-      listen: { host: '127.0.0.1', port: 0 },
-      token: ADMIN_TOKEN,
-    });
-    adminPort = admin.address().port;
+    ({ fixture, admin, adminPort } = await startRelayWithAdmin({
+      requestsPerSecond: 1,
+      requestBurst: 3,
+    }));
   });
 
   after(async () => {

@@ -4,49 +4,25 @@
  * inspector serves.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
+import { exitOf, startCli, untilPrinted } from './cli-process.js';
+import type { RunningCli } from './cli-process.js';
 import { portOf } from './relay-fixture.js';
 
-const RUNNER = fileURLToPath(new URL('./cli-runner.js', import.meta.url));
+const children: RunningCli[] = [];
 
-interface Running {
-  readonly child: ChildProcessWithoutNullStreams;
-  stdout: string;
-  stderr: string;
-}
-
-const children: Running[] = [];
-
-function start(args: string[]): Running {
-  const child = spawn(process.execPath, [RUNNER, 'expose', ...args], { stdio: 'pipe' });
-  const running: Running = { child, stdout: '', stderr: '' };
-  child.stdout.on('data', (chunk: Buffer) => (running.stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (running.stderr += chunk.toString()));
+/** `warren expose ARGS…`, killed after the tests if still running. */
+function start(args: string[]): RunningCli {
+  const running = startCli(['expose', ...args]);
   children.push(running);
   return running;
 }
 
-async function until(running: Running, pattern: RegExp): Promise<RegExpExecArray> {
-  const deadline = performance.now() + 10_000;
-  for (;;) {
-    const match = pattern.exec(running.stderr);
-    if (match !== null) return match;
-    if (running.child.exitCode !== null || performance.now() > deadline) {
-      throw new Error(`no ${String(pattern)}; stderr ${running.stderr}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
-async function exitOf(running: Running): Promise<number | null> {
-  if (running.child.exitCode !== null) return running.child.exitCode;
-  const [code] = (await once(running.child, 'exit')) as [number | null];
-  return code;
+/** What the agent prints about its inspector and its connection goes to stderr. */
+function until(running: RunningCli, pattern: RegExp): Promise<RegExpExecArray> {
+  return untilPrinted(running, pattern, 'stderr');
 }
 
 /** A port that was free a moment ago. */

@@ -4,8 +4,6 @@
  * through HTTPS with the dev CA's wildcard certificate, revocation, SIGTERM.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -13,55 +11,18 @@ import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
+import { CLI_RUNNER, exitOf, startCli, untilPrinted } from './cli-process.js';
+import type { RunningCli } from './cli-process.js';
 import { portOf } from './relay-fixture.js';
 
-const RUNNER = fileURLToPath(new URL('./cli-runner.js', import.meta.url));
 const run = promisify(execFile);
-
-interface Running {
-  readonly child: ChildProcessWithoutNullStreams;
-  stdout: string;
-  stderr: string;
-}
-
-function start(args: string[]): Running {
-  const child = spawn(process.execPath, [RUNNER, ...args], { stdio: 'pipe' });
-  const running: Running = { child, stdout: '', stderr: '' };
-  child.stdout.on('data', (chunk: Buffer) => (running.stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (running.stderr += chunk.toString()));
-  return running;
-}
-
-async function until(
-  running: Running,
-  pattern: RegExp,
-  stream: 'stdout' | 'stderr' = 'stdout',
-  timeoutMs = 10_000,
-): Promise<RegExpExecArray> {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    const match = pattern.exec(running[stream]);
-    if (match !== null) return match;
-    if (running.child.exitCode !== null || performance.now() > deadline) {
-      throw new Error(`no ${String(pattern)}; stdout ${running.stdout}; stderr ${running.stderr}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
-async function exitOf(running: Running): Promise<number | null> {
-  if (running.child.exitCode !== null) return running.child.exitCode;
-  const [code] = (await once(running.child, 'exit')) as [number | null];
-  return code;
-}
 
 describe('warren relay / warren expose commands', () => {
   let dir: string;
   let local: Server;
-  const children: Running[] = [];
+  const children: RunningCli[] = [];
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'warren-relay-cli-'));
@@ -83,7 +44,7 @@ describe('warren relay / warren expose commands', () => {
 
   it('creates, lists and revokes tokens', async () => {
     const created = await run(process.execPath, [
-      RUNNER,
+      CLI_RUNNER,
       'relay',
       'token',
       'create',
@@ -98,7 +59,7 @@ describe('warren relay / warren expose commands', () => {
     ]);
     assert.match(created.stdout, /^wrn1\.\S+\n$/);
     const listed = await run(process.execPath, [
-      RUNNER,
+      CLI_RUNNER,
       'relay',
       'token',
       'list',
@@ -107,7 +68,7 @@ describe('warren relay / warren expose commands', () => {
     ]);
     assert.match(listed.stdout, /^[0-9a-f]{32} {2}ci {2}\[web\] {2}no tcp {2}expires 20\d\d-/);
     const revoked = await run(process.execPath, [
-      RUNNER,
+      CLI_RUNNER,
       'relay',
       'token',
       'revoke',
@@ -117,12 +78,13 @@ describe('warren relay / warren expose commands', () => {
     ]);
     assert.match(revoked.stderr, /revoked token 'ci'/);
     assert.match(
-      (await run(process.execPath, [RUNNER, 'relay', 'token', 'list', '--data-dir', dir])).stdout,
+      (await run(process.execPath, [CLI_RUNNER, 'relay', 'token', 'list', '--data-dir', dir]))
+        .stdout,
       /REVOKED/,
     );
     await assert.rejects(
       run(process.execPath, [
-        RUNNER,
+        CLI_RUNNER,
         'relay',
         'token',
         'create',
@@ -139,7 +101,7 @@ describe('warren relay / warren expose commands', () => {
 
   it('serves an exposed port over HTTPS with the dev CA, and both exit 0 on SIGTERM', async () => {
     const { stdout: token } = await run(process.execPath, [
-      RUNNER,
+      CLI_RUNNER,
       'relay',
       'token',
       'create',
@@ -152,7 +114,7 @@ describe('warren relay / warren expose commands', () => {
     ]);
     const tokenFile = join(dir, 'agent-token');
     await writeFile(tokenFile, token, { mode: 0o600 });
-    const relay = start([
+    const relay = startCli([
       'relay',
       '--domain',
       'tunnel.test',
@@ -171,13 +133,13 @@ describe('warren relay / warren expose commands', () => {
       '43000-43099',
     ]);
     children.push(relay);
-    const ports = JSON.parse((await until(relay, /^\{.*\}$/m))[0]) as {
+    const ports = JSON.parse((await untilPrinted(relay, /^\{.*\}$/m))[0]) as {
       agent: number;
       https: number;
       http: number;
     };
     const ca = join(dir, 'dev-ca', 'ca.crt');
-    const expose = start([
+    const expose = startCli([
       'expose',
       'http',
       String(portOf(local)),
@@ -192,7 +154,10 @@ describe('warren relay / warren expose commands', () => {
     ]);
     children.push(expose);
     const url = (
-      await until(expose, /^(https:\/\/web\.tunnel\.test:\d+) -> http:\/\/127\.0\.0\.1:\d+$/m)
+      await untilPrinted(
+        expose,
+        /^(https:\/\/web\.tunnel\.test:\d+) -> http:\/\/127\.0\.0\.1:\d+$/m,
+      )
     )[1];
     assert.equal(url, `https://web.tunnel.test:${ports.https}`);
     const curl = await run('curl', [
@@ -208,14 +173,14 @@ describe('warren relay / warren expose commands', () => {
 
     relay.child.kill('SIGTERM');
     assert.equal(await exitOf(relay), 0);
-    await until(expose, /reconnecting in/, 'stderr');
+    await untilPrinted(expose, /reconnecting in/, 'stderr');
     assert.equal(expose.child.exitCode, null, 'the agent keeps trying');
     expose.child.kill('SIGTERM');
     assert.equal(await exitOf(expose), 0);
   });
 
   it('exits 1 when the relay refuses the token, 2 on bad usage', async () => {
-    const relay = start([
+    const relay = startCli([
       'relay',
       '--domain',
       'tunnel.test',
@@ -230,8 +195,8 @@ describe('warren relay / warren expose commands', () => {
       '127.0.0.1:0',
     ]);
     children.push(relay);
-    const ports = JSON.parse((await until(relay, /^\{.*\}$/m))[0]) as { agent: number };
-    const expose = start([
+    const ports = JSON.parse((await untilPrinted(relay, /^\{.*\}$/m))[0]) as { agent: number };
+    const expose = startCli([
       'expose',
       'http',
       '8080',
@@ -245,7 +210,7 @@ describe('warren relay / warren expose commands', () => {
     children.push(expose);
     assert.equal(await exitOf(expose), 1);
     assert.match(expose.stderr, /ERR_RELAY_TOKEN_INVALID/);
-    const usage = start(['expose', 'ftp', '21', '--relay', 'x']);
+    const usage = startCli(['expose', 'ftp', '21', '--relay', 'x']);
     assert.equal(await exitOf(usage), 2);
     relay.child.kill('SIGTERM');
     assert.equal(await exitOf(relay), 0);
