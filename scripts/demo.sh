@@ -3,8 +3,10 @@
 # network namespaces joined by a veth pair. It pings through the tunnel (IPv4 and
 # IPv6), moves data with iperf3 and prints `wg show` for both ends; then, as the
 # unprivileged user `nobody`, `warren run` puts one program in a sandbox whose only
-# way out is a tunnel to the second peer. Everything it created is removed, also on
-# failure or Ctrl-C. Run as root after scripts/setup.sh.
+# way out is a tunnel to the second peer; last, `warren expose` in the first
+# namespace makes a local web server public through a `warren relay` in the second,
+# over TLS through the tunnel. Everything it created is removed, also on failure or
+# Ctrl-C. Run as root after scripts/setup.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +24,8 @@ tun_mode=$(stat -c %a /dev/net/tun)
 cleanup() {
   [ "$(stat -c %a /dev/net/tun)" = "$tun_mode" ] || chmod "$tun_mode" /dev/net/tun
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  # The relay and the agent close gracefully (a second or two): leave nothing behind.
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   ip netns del "$a" 2>/dev/null || true
   ip netns del "$b" 2>/dev/null || true
   rm -f "/var/run/wireguard/$wa.sock" "/var/run/wireguard/$wb.sock"
@@ -90,5 +94,36 @@ ip netns exec "$a" setpriv --reuid=nobody --regid=nogroup --clear-groups -- \
   --wg-private-key-file "$work/run.key" --wg-address 198.51.100.3/24 -- \
   sh -c 'id -u; ip -o -4 addr; ping -c 2 -i 0.2 198.51.100.2; exit 3' || status=$?
 echo "warren run exited with $status (the program's own exit status)"
+
+step "warren relay + warren expose: a web server in the first namespace made public by a relay in the second"
+# The relay runs in the second namespace with a local dev CA; the agent runs in
+# the first and reaches the relay through the WireGuard tunnel (198.51.100.2).
+relay_dir="$work/relay"
+w() { node dist/src/cli/warren.js "$@"; }
+w relay token create --data-dir "$relay_dir" --name demo --subdomain app >"$work/relay.token" 2>/dev/null
+echo "$ warren relay --domain tunnel.test --dev-ca --agent-listen 198.51.100.2:7443 --https-listen 127.0.0.1:8443 …"
+ip netns exec "$b" node dist/src/cli/warren.js relay --domain tunnel.test --data-dir "$relay_dir" --dev-ca \
+  --agent-listen 198.51.100.2:7443 --https-listen 127.0.0.1:8443 --http-listen 127.0.0.1:8080 \
+  --admin-listen 127.0.0.1:9090 >"$work/relay.out" 2>"$work/relay.err" &
+pids+=($!)
+for _ in $(seq 100); do grep -q '^{' "$work/relay.out" 2>/dev/null && break; sleep 0.1; done
+grep -q '^{' "$work/relay.out" || { echo "the relay did not start:"; cat "$work/relay.err"; exit 1; }
+mkdir -p "$work/site" && echo "hello from a web server in $a" >"$work/site/index.html"
+ip netns exec "$a" python3 -m http.server 3000 --bind 127.0.0.1 --directory "$work/site" >/dev/null 2>&1 &
+pids+=($!)
+echo "$ warren expose http 3000 --relay 198.51.100.2:7443 --server-name tunnel.test --ca dev-ca/ca.crt --subdomain app"
+ip netns exec "$a" node dist/src/cli/warren.js expose http 3000 --relay 198.51.100.2:7443 \
+  --server-name tunnel.test --ca "$relay_dir/dev-ca/ca.crt" --token-file "$work/relay.token" \
+  --subdomain app --no-inspect >"$work/expose.out" 2>"$work/expose.err" &
+pids+=($!)
+for _ in $(seq 100); do grep -q '^https://' "$work/expose.out" 2>/dev/null && break; sleep 0.1; done
+grep -q '^https://' "$work/expose.out" || { echo "warren expose did not connect:"; cat "$work/expose.err"; exit 1; }
+cat "$work/expose.out"
+for _ in $(seq 50); do ip netns exec "$a" curl -s -o /dev/null http://127.0.0.1:3000/ && break; sleep 0.1; done
+echo "$ curl --cacert dev-ca/ca.crt https://app.tunnel.test:8443/   (in $b)"
+ip netns exec "$b" curl -sS --cacert "$relay_dir/dev-ca/ca.crt" \
+  --resolve app.tunnel.test:8443:127.0.0.1 https://app.tunnel.test:8443/
+echo "$ curl http://127.0.0.1:9090/metrics | grep responses_total   (the relay's admin listener)"
+ip netns exec "$b" curl -sS http://127.0.0.1:9090/metrics | grep '^warren_relay_http_responses_total.*class="2xx"'
 
 step "Done; cleaning up"
