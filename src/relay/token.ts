@@ -232,7 +232,10 @@ export function verifyToken(
   const dot = token.lastIndexOf('.');
   const signed = token.slice(0, dot);
   const signatureText = token.slice(dot + 1);
-  if (dot <= TOKEN_PREFIX.length || !/^[A-Za-z0-9_-]{43}$/.test(signatureText)) {
+  // 32 bytes are 43 base64url characters, the last carrying 4 bits and 2 pad bits.
+  // The pad bits must be zero (RFC 4648 §3.5): otherwise one signature would have
+  // four spellings, and an altered token could still verify.
+  if (dot <= TOKEN_PREFIX.length || !/^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/.test(signatureText)) {
     throw new TokenInvalidError('the token is malformed (no signature)');
   }
   const signature = Buffer.from(signatureText, 'base64url');
