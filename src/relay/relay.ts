@@ -245,6 +245,38 @@ export interface TunnelTotals {
   responses?: HttpResponseCounts;
 }
 
+/** The key tunnels' totals are kept under: one series per protocol and name. */
+export function tunnelTotalsKey(tunnel: Pick<TunnelInfo, 'proto' | 'name'>): string {
+  return `${tunnel.proto}:${tunnel.name}`;
+}
+
+/**
+ * Adds one tunnel's counts to `totals` (a new record when undefined) and
+ * returns it: what a retired tunnel leaves behind, and what /metrics sums over
+ * the closed tunnels of a name and its live one.
+ */
+export function addTunnelCounts(
+  totals: TunnelTotals | undefined,
+  tunnel: TunnelInfo,
+): TunnelTotals {
+  const sum = totals ?? {
+    proto: tunnel.proto,
+    name: tunnel.name,
+    requests: 0,
+    connections: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+  };
+  sum.requests += tunnel.requests;
+  sum.connections += tunnel.connections;
+  sum.bytesIn += tunnel.bytesIn;
+  sum.bytesOut += tunnel.bytesOut;
+  if (tunnel.responses !== undefined) {
+    sum.responses = addResponseCounts(sum.responses ?? emptyResponseCounts(), tunnel.responses);
+  }
+  return sum;
+}
+
 /** How often the relay refused public traffic for one reason. */
 export interface RefusalCount {
   readonly listener: 'http' | 'https' | 'tcp';
@@ -1108,26 +1140,9 @@ export class Relay {
 
   private retireTunnelTotals(tunnel: Tunnel): void {
     const info = tunnel.info();
-    const key = `${info.proto}:${info.name}`;
+    const key = tunnelTotalsKey(info);
     const closed = this.counters.closedTunnels;
-    const totals = closed.get(key) ?? {
-      proto: info.proto,
-      name: info.name,
-      requests: 0,
-      connections: 0,
-      bytesIn: 0,
-      bytesOut: 0,
-    };
-    totals.requests += info.requests;
-    totals.connections += info.connections;
-    totals.bytesIn += info.bytesIn;
-    totals.bytesOut += info.bytesOut;
-    if (info.responses !== undefined) {
-      totals.responses = addResponseCounts(
-        totals.responses ?? emptyResponseCounts(),
-        info.responses,
-      );
-    }
+    const totals = addTunnelCounts(closed.get(key), info);
     closed.delete(key);
     closed.set(key, totals);
     if (closed.size > MAX_CLOSED_TUNNEL_TOTALS) {

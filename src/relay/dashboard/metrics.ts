@@ -3,28 +3,15 @@
  * from Relay.stats(), sessionsInfo() and tunnelsInfo() at request time (no
  * work on the data path beyond the counters the relay keeps anyway).
  */
-import type { Relay, RelayStats, TunnelInfo } from '../relay.js';
-import {
-  DURATION_BUCKETS_SECONDS,
-  STATUS_CLASSES,
-  addResponseCounts,
-  emptyResponseCounts,
-} from './http-counters.js';
+import { addTunnelCounts, tunnelTotalsKey } from '../relay.js';
+import type { Relay, RelayStats, TunnelInfo, TunnelTotals } from '../relay.js';
+import { DURATION_BUCKETS_SECONDS, STATUS_CLASSES, emptyResponseCounts } from './http-counters.js';
 import type { HttpResponseCounts } from './http-counters.js';
 import { PrometheusWriter } from './prometheus.js';
 import type { HistogramSample, Sample } from './prometheus.js';
 
 /** One tunnel name's totals: the closed tunnels that held it plus the live one. */
-interface TunnelSeries {
-  proto: 'http' | 'tcp';
-  name: string;
-  requests: number;
-  connections: number;
-  bytesIn: number;
-  bytesOut: number;
-  /** HTTP tunnels: responses and durations, closed tunnels' and the live one's. */
-  responses?: HttpResponseCounts;
-}
+type TunnelSeries = TunnelTotals;
 
 function statusClass(status: number): string {
   return status === 0 ? 'closed' : `${Math.floor(status / 100)}xx`;
@@ -37,26 +24,8 @@ function tunnelSeries(
   const series = new Map<string, TunnelSeries>();
   for (const [key, totals] of closed) series.set(key, { ...totals });
   for (const tunnel of live) {
-    const key = `${tunnel.proto}:${tunnel.name}`;
-    const entry = series.get(key) ?? {
-      proto: tunnel.proto,
-      name: tunnel.name,
-      requests: 0,
-      connections: 0,
-      bytesIn: 0,
-      bytesOut: 0,
-    };
-    entry.requests += tunnel.requests;
-    entry.connections += tunnel.connections;
-    entry.bytesIn += tunnel.bytesIn;
-    entry.bytesOut += tunnel.bytesOut;
-    if (tunnel.responses !== undefined) {
-      entry.responses = addResponseCounts(
-        entry.responses ?? emptyResponseCounts(),
-        tunnel.responses,
-      );
-    }
-    series.set(key, entry);
+    const key = tunnelTotalsKey(tunnel);
+    series.set(key, addTunnelCounts(series.get(key), tunnel));
   }
   return [...series.values()];
 }
