@@ -154,6 +154,79 @@ function valueOf(
   return sample?.value ?? 0;
 }
 
+/** An element of fakeDocument(): what the dashboard's script touches, nothing more. */
+interface FakeNode {
+  tag: string;
+  textContent: string;
+  className: string;
+  colSpan: number;
+  style: Record<string, string>;
+  value: string;
+  children: FakeNode[];
+  append(...nodes: FakeNode[]): void;
+  replaceChildren(): void;
+  addEventListener(): void;
+}
+
+/**
+ * A minimal DOM to run the dashboard page's script in: elements are plain
+ * objects found by id in `byId`, and every HTML sink (innerHTML, outerHTML,
+ * document.write) throws, so a page that renders with them fails the test.
+ */
+function fakeDocument(): {
+  document: {
+    getElementById(id: string): FakeNode;
+    createElement(tag: string): FakeNode;
+    write(): never;
+  };
+  byId: Map<string, FakeNode>;
+} {
+  const makeNode = (tag: string): FakeNode => {
+    const node: FakeNode = {
+      tag,
+      textContent: '',
+      className: '',
+      colSpan: 1,
+      style: {},
+      value: '',
+      children: [],
+      append(...nodes) {
+        node.children.push(...nodes);
+      },
+      replaceChildren() {
+        node.children = [];
+      },
+      addEventListener() {
+        // The token form is not exercised by these tests.
+      },
+    };
+    for (const sink of ['innerHTML', 'outerHTML']) {
+      Object.defineProperty(node, sink, {
+        set() {
+          throw new Error(`${sink} used`);
+        },
+      });
+    }
+    return node;
+  };
+  const byId = new Map<string, FakeNode>();
+  const document = {
+    getElementById(id: string): FakeNode {
+      let node = byId.get(id);
+      if (node === undefined) {
+        node = makeNode(id);
+        byId.set(id, node);
+      }
+      return node;
+    },
+    createElement: makeNode,
+    write(): never {
+      throw new Error('document.write used');
+    },
+  };
+  return { document, byId };
+}
+
 /** A relay started with `limits` and its admin listener (token ADMIN_TOKEN) on port 0. */
 async function startRelayWithAdmin(
   limits: Partial<RelayLimits> = {},
@@ -473,62 +546,8 @@ describe('relay admin listener: /metrics, /api/status, dashboard', () => {
     );
 
     // Run the page's script against a minimal DOM in which any HTML sink throws.
-    interface FakeNode {
-      tag: string;
-      textContent: string;
-      className: string;
-      colSpan: number;
-      style: Record<string, string>;
-      value: string;
-      children: FakeNode[];
-      append(...nodes: FakeNode[]): void;
-      replaceChildren(): void;
-      addEventListener(): void;
-    }
-    const makeNode = (tag: string): FakeNode => {
-      const node: FakeNode = {
-        tag,
-        textContent: '',
-        className: '',
-        colSpan: 1,
-        style: {},
-        value: '',
-        children: [],
-        append(...nodes) {
-          node.children.push(...nodes);
-        },
-        replaceChildren() {
-          node.children = [];
-        },
-        addEventListener() {
-          // The token form is not exercised here.
-        },
-      };
-      for (const sink of ['innerHTML', 'outerHTML']) {
-        Object.defineProperty(node, sink, {
-          set() {
-            throw new Error(`${sink} used`);
-          },
-        });
-      }
-      return node;
-    };
-    const byId = new Map<string, FakeNode>();
+    const { document, byId } = fakeDocument();
     const timers: unknown[] = [];
-    const document = {
-      getElementById(id: string): FakeNode {
-        let node = byId.get(id);
-        if (node === undefined) {
-          node = makeNode(id);
-          byId.set(id, node);
-        }
-        return node;
-      },
-      createElement: makeNode,
-      write() {
-        throw new Error('document.write used');
-      },
-    };
     const fetchStatus = async (): Promise<{ status: number; ok: boolean; json(): unknown }> => {
       const answer = await adminGet(adminPort, '/api/status', { token: ADMIN_TOKEN });
       return {
@@ -693,45 +712,9 @@ describe('relay admin listener: HTTP responses by source and status class', () =
 async function renderTunnelCells(status: RelayStatus): Promise<string[]> {
   const script = /<script>([\s\S]*)<\/script>/.exec(DASHBOARD_HTML)?.[1];
   assert.ok(script !== undefined);
-  interface Node {
-    textContent: string;
-    className: string;
-    colSpan: number;
-    style: Record<string, string>;
-    value: string;
-    children: Node[];
-    append(...nodes: Node[]): void;
-    replaceChildren(): void;
-    addEventListener(): void;
-  }
-  const makeNode = (): Node => {
-    const node: Node = {
-      textContent: '',
-      className: '',
-      colSpan: 1,
-      style: {},
-      value: '',
-      children: [],
-      append(...nodes) {
-        node.children.push(...nodes);
-      },
-      replaceChildren() {
-        node.children = [];
-      },
-      addEventListener() {
-        // The token form is not used here.
-      },
-    };
-    return node;
-  };
-  const byId = new Map<string, Node>();
-  const getElementById = (id: string): Node => {
-    const node = byId.get(id) ?? makeNode();
-    byId.set(id, node);
-    return node;
-  };
+  const { document, byId } = fakeDocument();
   runInNewContext(script, {
-    document: { getElementById, createElement: makeNode },
+    document,
     fetch: () =>
       Promise.resolve({
         status: 200,
