@@ -773,6 +773,13 @@ describe('Session against a raw peer', () => {
       frames: () => [syn(1), frame(FrameType.WindowUpdate, 0, 1, 0xffff_ffff)],
       pattern: /overflows/,
     },
+    {
+      // Found by the fuzz test below: the stream was failed before anyone could
+      // listen to it, and its 'error' became an uncaught exception.
+      name: 'a SYN whose own window update passes 2^32-1',
+      frames: () => [frame(FrameType.WindowUpdate, Flag.SYN, 1, 0xffff_ffff)],
+      pattern: /overflows/,
+    },
   ];
   for (const { name, frames, pattern } of malformed) {
     it(`fails the session with ERR_YAMUX_PROTOCOL and GoAway(protocol error) on ${name}`, async () => {

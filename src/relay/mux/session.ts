@@ -528,11 +528,19 @@ export class Session extends EventEmitter<SessionEvents> {
       }
       throw new YamuxProtocolError(`frame for stream ${id}, which was never opened`);
     }
-    if ((header.flags & Flag.ACK) !== 0) stream.onAck();
-    if (header.type === FrameType.Data) {
-      if (header.length > 0) stream.onDataHeader(header.length);
-    } else {
-      stream.onWindowUpdate(header.length);
+    try {
+      if ((header.flags & Flag.ACK) !== 0) stream.onAck();
+      if (header.type === FrameType.Data) {
+        if (header.length > 0) stream.onDataHeader(header.length);
+      } else {
+        stream.onWindowUpdate(header.length);
+      }
+    } catch (error) {
+      // A stream this very frame opened has no listener yet ('stream' is emitted
+      // below): end it quietly, or the session's failure would reach it as an
+      // 'error' nobody handles, an uncaught exception that kills the process.
+      if (opened) stream.destroy();
+      throw error;
     }
     this.frameStream = stream;
     // Listeners get a new stream before its first byte, so they can attach
