@@ -113,7 +113,12 @@ export interface RelayLimits {
   readonly maxTunnelsPerSession: number;
   /** yamux streams per agent session: public connections to one agent at once. */
   readonly maxStreamsPerSession: number;
-  /** yamux receive-window budget per agent session (bytes). */
+  /**
+   * yamux receive-window budget per agent session, beyond the spec's 256 KiB
+   * window of each stream (bytes): what auto-tuning may add so one busy stream is
+   * not held to 256 KiB per round trip. At most maxStreamsPerSession × 256 KiB +
+   * this is ever unread from one agent.
+   */
   readonly maxBufferedBytesPerSession: number;
   /** yamux keepalive ping interval on agent sessions (ms; 0 off). */
   readonly keepaliveIntervalMs: number;

@@ -117,6 +117,37 @@ describe('relay and agent end to end', () => {
     socket.destroy();
   });
 
+  it('serves 250 public connections open at once to one agent', async () => {
+    // Each connection is a yamux stream with the spec's 256 KiB window. The
+    // relay used to take every window out of its 32 MiB per-session budget, so
+    // the 129th connection got 503; now only maxStreamsPerSession limits them
+    // (and maxConnectionsPerIp, 256, all of these come from 127.0.0.1).
+    const count = 250;
+    const sockets = await Promise.all(
+      Array.from({ length: count }, async () =>
+        fixture.track(await tcpConnect(fixture.ports.http)),
+      ),
+    );
+    try {
+      const responses = await Promise.all(
+        sockets.map(async (socket, index) => {
+          const [response] = await exchange(socket, get(`/many/${index}`, `app.${DOMAIN}`));
+          return response;
+        }),
+      );
+      assert.deepEqual(
+        responses.map((response) => statusOf(response)),
+        sockets.map(() => 200),
+      );
+      assert.deepEqual(
+        responses.map((response) => echoOf(response).url),
+        sockets.map((_, index) => `/many/${index}`),
+      );
+    } finally {
+      for (const socket of sockets) socket.destroy();
+    }
+  });
+
   it('answers pipelined requests in order', async () => {
     const socket = fixture.track(await tcpConnect(fixture.ports.http));
     const responses = await exchange(

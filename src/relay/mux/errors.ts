@@ -11,8 +11,9 @@
  * - ERR_YAMUX_SESSION_CLOSED: the session is closing or closed (open/ping after
  *   close; a stream cut short because the session ended under it).
  * - ERR_YAMUX_STREAM_RESET: the peer reset (RST) the stream, or refused to open it.
- * - ERR_YAMUX_STREAM_LIMIT: opening a stream would exceed `maxStreams`, or the
- *   32-bit stream ids of this side are used up.
+ * - ERR_YAMUX_STREAM_LIMIT: opening a stream would exceed `maxStreams` (or, with an
+ *   `initialWindow` above 256 KiB, `maxBufferedBytes`), or the 32-bit stream ids
+ *   of this side are used up.
  * - ERR_YAMUX_TIMEOUT: a ping, a keepalive or a stream open got no answer in time.
  * - ERR_YAMUX_BUFFER_LIMIT: the peer does not read and our unsent frames pile up.
  * - ERR_YAMUX_TRANSPORT: the underlying connection failed (`cause` has its error).

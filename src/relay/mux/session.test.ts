@@ -355,8 +355,11 @@ describe('Session between two warren peers over TCP', () => {
     await destroyPair(pair);
   });
 
-  it('maxBufferedBytes: streams whose window does not fit are refused, windows stop growing', async () => {
-    const pair = await tcpSessions({}, { maxBufferedBytes: 2 * INITIAL_STREAM_WINDOW });
+  it('maxBufferedBytes: an initialWindow beyond 256 KiB that does not fit is refused, windows stop growing', async () => {
+    const initialWindow = 2 * INITIAL_STREAM_WINDOW;
+    // Room for two streams' extra 256 KiB, not three.
+    const serverOptions = { initialWindow, maxBufferedBytes: 2 * INITIAL_STREAM_WINDOW };
+    const pair = await tcpSessions({}, serverOptions);
     const held: Stream[] = [];
     pair.server.on('stream', (stream) => {
       expectTeardown(stream);
@@ -375,8 +378,52 @@ describe('Session between two warren peers over TCP', () => {
     const received = readAll(firstAccepted);
     first.end(randomBytes(8 * 1024 * 1024));
     assert.equal((await received).length, 8 * 1024 * 1024);
-    assert.equal(firstAccepted.receiveWindow, INITIAL_STREAM_WINDOW);
+    assert.equal(firstAccepted.receiveWindow, initialWindow);
     await destroyPair(pair);
+  });
+
+  it('maxBufferedBytes bounds window growth, never how many streams may open', async () => {
+    // Before, every stream's whole window came out of the budget: 32 MiB held
+    // 128 streams, and a relay refused the 129th public connection (wrk -c200).
+    const budget = 1024 * 1024;
+    const pair = await tcpSessions(
+      { maxStreams: 1000 },
+      { maxStreams: 1000, maxBufferedBytes: budget },
+    );
+    try {
+      const accepted: Stream[] = [];
+      pair.server.on('stream', (stream) => {
+        expectTeardown(stream);
+        accepted.push(stream);
+      });
+      // One fast stream grows its window until the budget is spent...
+      const bulk = pair.client.open();
+      expectTeardown(bulk);
+      await waitFor(() => accepted.length === 1, 'the bulk stream');
+      const bulkAccepted = accepted[0];
+      assert.ok(bulkAccepted !== undefined);
+      const bulkReceived = readAll(bulkAccepted);
+      bulk.end(randomBytes(32 * 1024 * 1024));
+      assert.equal((await bulkReceived).length, 32 * 1024 * 1024);
+      assert.ok(
+        bulkAccepted.receiveWindow > INITIAL_STREAM_WINDOW,
+        `the window grew (${bulkAccepted.receiveWindow})`,
+      );
+      assert.ok(bulkAccepted.receiveWindow <= INITIAL_STREAM_WINDOW + budget, 'within the budget');
+      // ...and 600 more streams still open at once, each with the spec's window.
+      const many = Array.from({ length: 600 }, () => pair.client.open());
+      expectTeardown(...many);
+      await waitFor(() => accepted.length === 601, 'all 600 streams to be accepted');
+      const contents = accepted.slice(1).map((stream) => readAll(stream));
+      many.forEach((stream, index) => stream.end(`stream ${index}`));
+      const texts = (await Promise.all(contents)).map((data) => data.toString());
+      assert.deepEqual(
+        texts,
+        many.map((_, index) => `stream ${index}`),
+      );
+    } finally {
+      await destroyPair(pair);
+    }
   });
 
   it('backpressure: a reader that stops reading stops the writer within one window', async () => {

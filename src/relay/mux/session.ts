@@ -13,8 +13,11 @@
  * peer and the transport closed. Nothing is thrown at the transport's event
  * handlers, and no promise is left rejected without a handler by the session.
  *
- * Memory is bounded: a peer can only send what the receive windows allow, and
- * the windows of all streams together never exceed `maxBufferedBytes`.
+ * Memory is bounded: a peer can only send what the receive windows allow. Every
+ * stream has the spec's 256 KiB window, so those come to at most `maxStreams` ×
+ * 256 KiB; what windows hold beyond that (a larger `initialWindow`, auto-tuned
+ * growth) comes out of `maxBufferedBytes`. Growth therefore never keeps a new
+ * stream out: only `maxStreams` limits how many are open.
  */
 import { channel } from 'node:diagnostics_channel';
 import { EventEmitter } from 'node:events';
@@ -51,10 +54,12 @@ export interface SessionOptions {
    */
   maxWindow?: number;
   /**
-   * The sum of all streams' receive windows, i.e. the most data the peer may have
-   * in flight or unread towards us (default 64 MiB). New streams that do not fit
-   * are refused; windows stop growing when it is reached. Also bounds the frames
-   * we queue towards a peer that does not read.
+   * What all streams' receive windows may hold beyond the spec's 256 KiB each
+   * (default 64 MiB): the budget for a larger `initialWindow` and for auto-tuned
+   * growth. Windows stop growing when it is used up; with `initialWindow` above
+   * 256 KiB, a stream whose extra window does not fit is refused. The most the
+   * peer may have unread towards us is `maxStreams` × 256 KiB + this. Also bounds
+   * the frames we queue towards a peer that does not read.
    */
   maxBufferedBytes?: number;
   /** Largest Data frame we send (default 64 KiB): bounds how long one stream holds the line. */
@@ -140,7 +145,7 @@ function resolveOptions(options: SessionOptions): ResolvedOptions {
   integer('maxStreams', 1, 1 << 30);
   integer('initialWindow', INITIAL_STREAM_WINDOW, MAX_UINT32);
   integer('maxWindow', INITIAL_STREAM_WINDOW, MAX_UINT32);
-  integer('maxBufferedBytes', INITIAL_STREAM_WINDOW, Number.MAX_SAFE_INTEGER);
+  integer('maxBufferedBytes', 0, Number.MAX_SAFE_INTEGER);
   integer('maxFrameSize', 1, 16 * 1024 * 1024);
   integer('keepaliveInterval', 0, 2 ** 31 - 1);
   integer('pingTimeout', 1, 2 ** 31 - 1);
@@ -154,9 +159,9 @@ function resolveOptions(options: SessionOptions): ResolvedOptions {
       `options.maxWindow (${resolved.maxWindow}) must be at least options.initialWindow (${resolved.initialWindow})`,
     );
   }
-  if (resolved.maxBufferedBytes < resolved.initialWindow) {
+  if (resolved.maxBufferedBytes < resolved.initialWindow - INITIAL_STREAM_WINDOW) {
     throw new RangeError(
-      `options.maxBufferedBytes (${resolved.maxBufferedBytes}) must be at least options.initialWindow (${resolved.initialWindow})`,
+      `options.maxBufferedBytes (${resolved.maxBufferedBytes}) must hold at least one stream's window beyond 256 KiB (options.initialWindow ${resolved.initialWindow})`,
     );
   }
   return resolved;
@@ -325,7 +330,8 @@ export class Session extends EventEmitter<SessionEvents> {
    * as an 'error' on the stream (YamuxStreamResetError with `refused`).
    *
    * Throws ERR_YAMUX_SESSION_CLOSED after close/destroy, ERR_YAMUX_GOAWAY after the
-   * peer's GoAway, ERR_YAMUX_STREAM_LIMIT at maxStreams or maxBufferedBytes.
+   * peer's GoAway, ERR_YAMUX_STREAM_LIMIT at maxStreams (or when an
+   * initialWindow above 256 KiB no longer fits maxBufferedBytes).
    */
   open(): Stream {
     if (this.state !== 'open') {
@@ -350,8 +356,9 @@ export class Session extends EventEmitter<SessionEvents> {
         'cannot open a stream: stream ids are used up',
       );
     }
-    const reserved = this.reserveWindow(this.options.initialWindow);
-    if (reserved < this.options.initialWindow) {
+    const extraWindow = this.options.initialWindow - INITIAL_STREAM_WINDOW;
+    const reserved = this.reserveWindow(extraWindow);
+    if (reserved < extraWindow) {
       this.releaseWindow(reserved);
       throw new YamuxError(
         'ERR_YAMUX_STREAM_LIMIT',
@@ -554,12 +561,13 @@ export class Session extends EventEmitter<SessionEvents> {
       this.state !== 'open' ||
       this.streams.size >= this.options.maxStreams ||
       this.listenerCount('stream') === 0 ||
-      this.windowBudgetUsed + this.options.initialWindow > this.options.maxBufferedBytes;
+      this.windowBudgetUsed + this.options.initialWindow - INITIAL_STREAM_WINDOW >
+        this.options.maxBufferedBytes;
     if (refuse) {
       this.writeFrame(FrameType.WindowUpdate, Flag.RST, id, 0);
       return null;
     }
-    this.reserveWindow(this.options.initialWindow);
+    this.reserveWindow(this.options.initialWindow - INITIAL_STREAM_WINDOW);
     const stream = new Stream(this.host, id, this.options.initialWindow, true);
     this.streams.set(id, stream);
     this.writeFrame(
@@ -685,7 +693,7 @@ export class Session extends EventEmitter<SessionEvents> {
     this.outgoingBytes += HEADER_LENGTH + (payload?.length ?? 0);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      setImmediate(this.flushOutgoing);
+      setImmediate(this.flushTurn);
     }
     if (
       transport.writableLength + this.outgoingBytes > this.controlBacklogLimit &&
@@ -714,9 +722,13 @@ export class Session extends EventEmitter<SessionEvents> {
     this.batchStart = this.batchEnd;
   }
 
+  private readonly flushTurn = (): void => {
+    this.flushScheduled = false;
+    this.flushOutgoing();
+  };
+
   /** Hands the frames gathered in this turn to the transport. */
   private readonly flushOutgoing = (): void => {
-    this.flushScheduled = false;
     this.sealBatch();
     const outgoing = this.outgoing;
     const transport = this.transport;
@@ -817,7 +829,8 @@ export class Session extends EventEmitter<SessionEvents> {
   private streamGone(stream: Stream, sendReset: boolean): void {
     if (this.streams.get(stream.id) !== stream) return;
     this.streams.delete(stream.id);
-    this.releaseWindow(stream.receiveWindow);
+    // The spec's 256 KiB every stream has was never taken from the budget.
+    this.releaseWindow(stream.receiveWindow - INITIAL_STREAM_WINDOW);
     if (sendReset && this.state !== 'closed') {
       this.writeFrame(FrameType.WindowUpdate, Flag.RST, stream.id, 0);
     }
