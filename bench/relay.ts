@@ -14,9 +14,15 @@
  * medians over the rounds are compared. WARREN_BENCH_PROFILE=DIR makes the
  * relay and agent processes write V8 CPU profiles there.
  *
- * For one TCP stream two more references run, to show what Node itself allows
- * on this machine: the same two hops as relay + agent, as plain Node socket
- * pipes (no TLS, no yamux) and as Node TLS pipes (TLS, no yamux).
+ * For one TCP stream three more references run, to show what Node and the
+ * machine itself allow: the same two hops as relay + agent, as plain Node
+ * socket pipes (no TLS, no yamux), as Node TLS pipes (TLS, no yamux), and as C
+ * read()/write() pipes (bench/native/pipe.c, built with `cc` when there is one;
+ * the cheapest user-space hop there is, so the ceiling for any relay).
+ *
+ * Every measurement also records how busy the whole machine was and how much
+ * of its CPU time the hypervisor took (steal, from /proc/stat): on a small VM
+ * whose host is busy, steal moves the results more than any code change.
  *
  * Needs wrk, iperf3, openssh-server (sshd) and openssh-client, and root: sshd
  * is started by the bench on a high port with its own config, host key and
@@ -258,17 +264,29 @@ async function wrk(
 }
 
 async function iperf(port: number, seconds: number): Promise<number> {
-  const { stdout } = await run(
-    'iperf3',
-    ['-c', LOOPBACK, '-p', String(port), '-t', String(seconds), '-J'],
-    {
-      maxBuffer: 16 * 1024 * 1024,
-    },
-  );
-  const result = JSON.parse(stdout) as { end?: { sum_received?: { bits_per_second?: number } } };
-  const bits = result.end?.sum_received?.bits_per_second;
-  if (bits === undefined) throw new Error(`iperf3 printed no result: ${stdout.slice(0, 500)}`);
-  return bits;
+  // iperf3's server runs one test at a time and refuses the next while the last
+  // one's connections are still closing through a relay's two hops ("unable to
+  // receive control message: Connection reset by peer"): try again shortly.
+  for (let attempt = 1; ; attempt++) {
+    let stdout: string;
+    try {
+      ({ stdout } = await run(
+        'iperf3',
+        ['-c', LOOPBACK, '-p', String(port), '-t', String(seconds), '-J'],
+        { maxBuffer: 16 * 1024 * 1024 },
+      ));
+    } catch (error) {
+      stdout = (error as { stdout?: string }).stdout ?? String(error);
+    }
+    const result = JSON.parse(stdout.startsWith('{') ? stdout : '{}') as {
+      end?: { sum_received?: { bits_per_second?: number } };
+    };
+    const bits = result.end?.sum_received?.bits_per_second;
+    if (bits !== undefined) return bits;
+    if (attempt === 3) throw new Error(`iperf3 printed no result: ${stdout.slice(0, 500)}`);
+    process.stderr.write(`iperf3 to port ${port} failed (attempt ${attempt}), trying again\n`);
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+  }
 }
 
 /** CPU seconds (user + system) a process and its descendants used so far, from /proc. */
@@ -362,6 +380,51 @@ async function startSsh(
     iperf: remoteIperfPort,
     pids: [sshd.pid ?? 0, ssh.pid ?? 0],
   };
+}
+
+/** One measurement of one path. */
+interface Sample {
+  /** req/s or bit/s. */
+  readonly value: number;
+  /** CPU seconds the path's own processes used meanwhile. */
+  readonly cpuSeconds: number;
+  /** Share of the machine's CPU time that was busy, and that the hypervisor took (steal). */
+  readonly busy: number;
+  readonly steal: number;
+}
+
+/** Above this much steal in a measurement the summary says its ratios are unreliable. */
+const STEAL_WARNING = 0.1;
+
+/**
+ * The machine's CPU time so far, from /proc/stat's first line (user nice system
+ * idle iowait irq softirq steal ...), in jiffies: busy excludes idle, iowait and
+ * steal. On a virtual machine steal is time the hypervisor gave other guests:
+ * this 2-vCPU machine sees 0% when quiet and 20-60% when its host is busy.
+ */
+async function machineJiffies(): Promise<{ busy: number; steal: number; total: number }> {
+  const first = (await readFile('/proc/stat', 'utf8')).split('\n')[0] ?? '';
+  const fields = first.trim().split(/\s+/).slice(1, 9).map(Number);
+  const total = fields.reduce((sum, value) => sum + value, 0);
+  const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
+  const steal = fields[7] ?? 0;
+  return { busy: total - idle - steal, steal, total };
+}
+
+/**
+ * Compiles bench/native/pipe.c into `dir` with the system's C compiler; undefined
+ * (and a note on stderr) when there is none.
+ */
+async function buildNativePipe(dir: string): Promise<string | undefined> {
+  const source = fileURLToPath(new URL('../../bench/native/pipe.c', import.meta.url));
+  const binary = join(dir, 'pipe');
+  try {
+    await run('cc', ['-O2', '-pthread', '-o', binary, source]);
+    return binary;
+  } catch (error) {
+    process.stderr.write(`the C reference pipes are skipped: ${String(error)}\n`);
+    return undefined;
+  }
 }
 
 function ratio(a: number, b: number): string {
@@ -458,15 +521,6 @@ async function main(): Promise<void> {
     const tunnelUrl = `http://${LOOPBACK}:${relay.http}/`;
     const sshUrl = `http://${LOOPBACK}:${ssh.http}/`;
     const host = `app.${DOMAIN}`;
-    /** Runs `measure` and returns its result with the CPU seconds `pids` used meanwhile. */
-    const withCpu = async <T>(
-      pids: readonly number[],
-      measure: () => Promise<T>,
-    ): Promise<[T, number]> => {
-      const before = await cpuSeconds(pids);
-      const result = await measure();
-      return [result, (await cpuSeconds(pids)) - before];
-    };
     const line = (name: string, value: string): void => {
       process.stdout.write(`${name.padEnd(46)}${value}\n`);
     };
@@ -506,26 +560,59 @@ async function main(): Promise<void> {
       await firstJsonLine(near, 'near pipe');
       return { port: nearPort, pids: [far.pid ?? 0, near.pid ?? 0] };
     };
+    /** The C reference hops (bench/native/pipe.c), when a C compiler is there. */
+    const startNativePipes = async (targetPort: number): Promise<number | undefined> => {
+      const binary = await buildNativePipe(dir);
+      if (binary === undefined) return undefined;
+      const farPort = await freePort();
+      const nearPort = await freePort();
+      const far = startChild(binary, [String(farPort), String(targetPort)]);
+      await firstJsonLine(far, 'far C pipe');
+      const near = startChild(binary, [String(nearPort), String(farPort)]);
+      await firstJsonLine(near, 'near C pipe');
+      return nearPort;
+    };
     const plainPipe = runTcp ? (await startPipes(false, iperfPort)).port : 0;
     const tlsPipe = runTcp ? (await startPipes(true, iperfPort)).port : 0;
+    const nativePipe = runTcp ? await startNativePipes(iperfPort) : undefined;
     const httpTlsPipe = runHttp ? await startPipes(true, local.port) : { port: 0, pids: [] };
     const httpTlsPipeUrl = `http://${LOOPBACK}:${httpTlsPipe.port}/`;
 
-    const httpRounds = {
-      direct: [] as number[],
-      tunnel: [] as number[],
-      ssh: [] as number[],
-      tlsPipe: [] as number[],
+    const paths = new Map<string, Sample[]>();
+    /** Runs one measurement of `path` and keeps its sample (CPU of `pids`, machine busy/steal). */
+    const sample = async (
+      path: string,
+      pids: readonly number[],
+      run: () => Promise<number>,
+    ): Promise<void> => {
+      const cpuBefore = await cpuSeconds(pids);
+      const machineBefore = await machineJiffies();
+      const value = await run();
+      const machineAfter = await machineJiffies();
+      const cpu = (await cpuSeconds(pids)) - cpuBefore;
+      const total = machineAfter.total - machineBefore.total;
+      const samples = paths.get(path) ?? [];
+      samples.push({
+        value,
+        cpuSeconds: cpu,
+        busy: total > 0 ? (machineAfter.busy - machineBefore.busy) / total : 0,
+        steal: total > 0 ? (machineAfter.steal - machineBefore.steal) / total : 0,
+      });
+      paths.set(path, samples);
     };
-    const httpCpu = { tunnel: [] as number[], ssh: [] as number[], tlsPipe: [] as number[] };
-    const tcpRounds = {
-      direct: [] as number[],
-      tunnel: [] as number[],
-      ssh: [] as number[],
-      plainPipe: [] as number[],
-      tlsPipe: [] as number[],
+    const samplesOf = (path: string): Sample[] => paths.get(path) ?? [];
+    const valueOf = (path: string): number => median(samplesOf(path).map((s) => s.value));
+    const machineOf = (path: string): string => {
+      const samples = samplesOf(path);
+      const busy = median(samples.map((s) => s.busy));
+      const steal = median(samples.map((s) => s.steal));
+      return `machine ${(busy * 100).toFixed(0)}% busy, ${(steal * 100).toFixed(0)}% stolen`;
     };
-    const tcpCpu = { tunnel: [] as number[], ssh: [] as number[] };
+    const roundRatios = (path: string, reference: string): string =>
+      samplesOf(path)
+        .map((s, index) => ratio(s.value, samplesOf(reference)[index]?.value ?? 0))
+        .join(', ');
+
     if (runHttp) {
       // Warm up each path (TLS/yamux windows, JIT, ssh channels).
       for (const url of [directUrl, tunnelUrl, sshUrl, httpTlsPipeUrl]) {
@@ -535,86 +622,107 @@ async function main(): Promise<void> {
     for (let round = 1; round <= rounds; round++) {
       process.stderr.write(`round ${round} of ${rounds}\n`);
       if (runHttp) {
-        httpRounds.direct.push(await wrk(directUrl, host, seconds, connections));
-        const [tunnel, tunnelCpu] = await withCpu(tunnelPids, () =>
-          wrk(tunnelUrl, host, seconds, connections),
-        );
-        const [viaSsh, sshCpu] = await withCpu(ssh.pids, () =>
-          wrk(sshUrl, host, seconds, connections),
-        );
-        httpRounds.tunnel.push(tunnel);
-        httpRounds.ssh.push(viaSsh);
-        httpCpu.tunnel.push(tunnelCpu / (tunnel * seconds));
-        httpCpu.ssh.push(sshCpu / (viaSsh * seconds));
-        const [viaPipe, pipeCpu] = await withCpu(httpTlsPipe.pids, () =>
-          wrk(httpTlsPipeUrl, host, seconds, connections),
-        );
-        httpRounds.tlsPipe.push(viaPipe);
-        httpCpu.tlsPipe.push(pipeCpu / (viaPipe * seconds));
+        const http = (url: string) => () => wrk(url, host, seconds, connections);
+        await sample('http direct', [], http(directUrl));
+        await sample('http tunnel', tunnelPids, http(tunnelUrl));
+        await sample('http ssh', ssh.pids, http(sshUrl));
+        await sample('http tls pipes', httpTlsPipe.pids, http(httpTlsPipeUrl));
       }
       if (runTcp) {
-        tcpRounds.direct.push(await iperf(iperfPort, seconds));
-        const [tunnel, tunnelCpu] = await withCpu(tunnelPids, () => iperf(agent.tcp, seconds));
-        const [viaSsh, sshCpu] = await withCpu(ssh.pids, () => iperf(ssh.iperf, seconds));
-        tcpRounds.tunnel.push(tunnel);
-        tcpRounds.ssh.push(viaSsh);
-        tcpCpu.tunnel.push(tunnelCpu / seconds);
-        tcpCpu.ssh.push(sshCpu / seconds);
-        tcpRounds.plainPipe.push(await iperf(plainPipe, seconds));
-        tcpRounds.tlsPipe.push(await iperf(tlsPipe, seconds));
+        const stream = (port: number) => () => iperf(port, seconds);
+        await sample('tcp direct', [], stream(iperfPort));
+        await sample('tcp tunnel', tunnelPids, stream(agent.tcp));
+        await sample('tcp ssh', ssh.pids, stream(ssh.iperf));
+        await sample('tcp node pipes', [], stream(plainPipe));
+        await sample('tcp tls pipes', [], stream(tlsPipe));
+        if (nativePipe !== undefined) await sample('tcp c pipes', [], stream(nativePipe));
       }
     }
 
     process.stdout.write(`\nmedians of ${rounds} rounds of ${seconds} s each\n`);
     if (runHttp) {
-      const direct = median(httpRounds.direct);
-      const tunnel = median(httpRounds.tunnel);
-      const viaSsh = median(httpRounds.ssh);
-      const perRequest = (samples: number[]): string =>
-        `${(median(samples) * 1e6).toFixed(1)} µs CPU per request`;
+      const direct = valueOf('http direct');
+      const tunnel = valueOf('http tunnel');
+      const viaSsh = valueOf('http ssh');
+      const perRequest = (path: string): string =>
+        `${(median(samplesOf(path).map((s) => s.cpuSeconds / (s.value * seconds))) * 1e6).toFixed(1)} µs CPU per request`;
+      const rate = (path: string): string => `${valueOf(path).toFixed(0)} req/s`.padEnd(13);
       process.stdout.write(`\nHTTP, wrk -c${connections} (keep-alive, tiny responses)\n`);
-      line('  direct to the local server', `${direct.toFixed(0)} req/s`);
+      line('  direct to the local server', `${rate('http direct')}(${machineOf('http direct')})`);
       line(
         '  through warren relay + expose',
-        `${tunnel.toFixed(0)} req/s  (${perRequest(httpCpu.tunnel)}, relay + agent)`,
+        `${rate('http tunnel')}(${perRequest('http tunnel')}, relay + agent; ${machineOf('http tunnel')})`,
       );
       line(
         '  through ssh -R',
-        `${viaSsh.toFixed(0)} req/s  (${perRequest(httpCpu.ssh)}, sshd + ssh)`,
-      );
-      line(
-        '  warren ÷ ssh -R',
-        `${ratio(tunnel, viaSsh)}  (rounds: ${httpRounds.tunnel.map((t, i) => ratio(t, httpRounds.ssh[i] ?? 0)).join(', ')})`,
+        `${rate('http ssh')}(${perRequest('http ssh')}, sshd + ssh; ${machineOf('http ssh')})`,
       );
       line(
         '  two Node TLS pipes (TLS, no mux, no HTTP)',
-        `${median(httpRounds.tlsPipe).toFixed(0)} req/s  (${perRequest(httpCpu.tlsPipe)}, both pipes)`,
+        `${rate('http tls pipes')}(${perRequest('http tls pipes')}, both pipes; ${machineOf('http tls pipes')})`,
+      );
+      line(
+        '  warren ÷ ssh -R',
+        `${ratio(tunnel, viaSsh)}  (rounds: ${roundRatios('http tunnel', 'http ssh')})`,
       );
       line('  warren ÷ direct', ratio(tunnel, direct));
-      line('  warren ÷ Node TLS pipes', ratio(tunnel, median(httpRounds.tlsPipe)));
+      line('  warren ÷ Node TLS pipes', ratio(tunnel, valueOf('http tls pipes')));
     }
     if (runTcp) {
-      const gbit = (samples: number[]): string => `${(median(samples) / 1e9).toFixed(2)} Gbit/s`;
-      const cores = (samples: number[]): string =>
-        `${(median(samples) * 100).toFixed(0)}% of a core`;
-      const direct = median(tcpRounds.direct);
-      const tunnel = median(tcpRounds.tunnel);
+      const gbit = (path: string): string =>
+        `${(valueOf(path) / 1e9).toFixed(2)} Gbit/s`.padEnd(13);
+      const cores = (path: string): string =>
+        `${(median(samplesOf(path).map((s) => s.cpuSeconds / seconds)) * 100).toFixed(0)}% of a core`;
+      const direct = valueOf('tcp direct');
+      const tunnel = valueOf('tcp tunnel');
       process.stdout.write(`\nOne TCP stream, iperf3\n`);
-      line('  direct', gbit(tcpRounds.direct));
+      line('  direct', `${gbit('tcp direct')}(${machineOf('tcp direct')})`);
       line(
         '  through a warren TCP tunnel',
-        `${gbit(tcpRounds.tunnel)}  (relay + agent: ${cores(tcpCpu.tunnel)})`,
+        `${gbit('tcp tunnel')}(relay + agent: ${cores('tcp tunnel')}; ${machineOf('tcp tunnel')})`,
       );
       line(
         '  through ssh -R (reference)',
-        `${gbit(tcpRounds.ssh)}  (sshd + ssh: ${cores(tcpCpu.ssh)})`,
+        `${gbit('tcp ssh')}(sshd + ssh: ${cores('tcp ssh')}; ${machineOf('tcp ssh')})`,
       );
-      line('  two Node TCP pipes (no TLS, no mux)', gbit(tcpRounds.plainPipe));
-      line('  two Node TLS pipes (TLS, no mux)', gbit(tcpRounds.tlsPipe));
-      line('  warren ÷ direct', ratio(tunnel, direct));
-      line('  warren ÷ ssh -R', ratio(tunnel, median(tcpRounds.ssh)));
-      line('  warren ÷ Node TLS pipes', ratio(tunnel, median(tcpRounds.tlsPipe)));
-      line('  Node TCP pipes ÷ direct (a ceiling)', ratio(median(tcpRounds.plainPipe), direct));
+      line(
+        '  two Node TCP pipes (no TLS, no mux)',
+        `${gbit('tcp node pipes')}(${machineOf('tcp node pipes')})`,
+      );
+      line(
+        '  two Node TLS pipes (TLS, no mux)',
+        `${gbit('tcp tls pipes')}(${machineOf('tcp tls pipes')})`,
+      );
+      if (nativePipe !== undefined) {
+        line(
+          '  two C read/write pipes (no TLS, no mux)',
+          `${gbit('tcp c pipes')}(${machineOf('tcp c pipes')})`,
+        );
+      } else {
+        line('  two C read/write pipes', 'not run: no C compiler (cc)');
+      }
+      line(
+        '  warren ÷ direct',
+        `${ratio(tunnel, direct)}  (rounds: ${roundRatios('tcp tunnel', 'tcp direct')})`,
+      );
+      line('  warren ÷ ssh -R', ratio(tunnel, valueOf('tcp ssh')));
+      line('  warren ÷ Node TLS pipes', ratio(tunnel, valueOf('tcp tls pipes')));
+      line('  Node TCP pipes ÷ direct (a ceiling)', ratio(valueOf('tcp node pipes'), direct));
+      if (nativePipe !== undefined) {
+        line(
+          "  C pipes ÷ direct (the machine's ceiling)",
+          `${ratio(valueOf('tcp c pipes'), direct)}  (rounds: ${roundRatios('tcp c pipes', 'tcp direct')})`,
+        );
+      }
+    }
+    const steals = [...paths.values()].flat().map((s) => s.steal);
+    const worst = Math.max(0, ...steals);
+    if (worst > STEAL_WARNING) {
+      process.stdout.write(
+        `\nnote: the hypervisor took up to ${(worst * 100).toFixed(0)}% of this machine's CPU time during a\n` +
+          `measurement (steal). Those rounds measured the host's other guests as much as this code;\n` +
+          `compare ratios from rounds where it stayed under ${(STEAL_WARNING * 100).toFixed(0)}%.\n`,
+      );
     }
   } finally {
     const running = (child: ChildProcess): boolean =>
