@@ -22,8 +22,9 @@ import type {
 } from '../relay/diagnostics.js';
 import { relayDiagnostics } from '../relay/diagnostics.js';
 import { RelayConfigError, RelayError } from '../relay/errors.js';
+import { limitsHelp, parseLimitOptions } from '../relay/limits-option.js';
 import { Relay } from '../relay/relay.js';
-import type { ListenAddress } from '../relay/relay.js';
+import type { ListenAddress, RelayLimits } from '../relay/relay.js';
 import { loadOrCreateSecret } from '../relay/secret.js';
 import {
   challengeRecordName,
@@ -94,6 +95,7 @@ Options:
                                without it the admin listener must be on loopback
       --admin-host NAME        a host name the admin listener may be reached by
                                (besides its address; DNS rebinding guard); repeatable
+      --limit NAME=VALUE       change one of the limits listed below; repeatable
   -v, --verbose                also print refused public requests
   -h, --help                   show this help
 Certificates: give exactly one of --tls-cert/--tls-key, --dev-ca or --acme. For tests and
@@ -104,6 +106,8 @@ ADDR is [HOST]:PORT, e.g. :443, 0.0.0.0:8443, [::1]:8443. Once listening, the re
 prints the bound ports as one JSON line on stdout: {"agent":…,"https":…,"http":…,"admin":…}.
 Events (agents, tunnels) are reported on stderr.
 
+Limits (--limit NAME=VALUE; the defaults shown; -ms values are milliseconds):
+${limitsHelp()}
 Token options:
       --name NAME              a label for people ("laptop")
       --account NAME           the account the token belongs to (default: 'default',
@@ -186,6 +190,7 @@ export async function relayCommand(argv: string[]): Promise<number> {
         'admin-listen': { type: 'string' },
         'admin-token-file': { type: 'string' },
         'admin-host': { type: 'string', multiple: true },
+        limit: { type: 'string', multiple: true },
         verbose: { type: 'boolean', short: 'v' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -241,12 +246,14 @@ export async function relayCommand(argv: string[]): Promise<number> {
   let publicHttpPort: number | undefined;
   let publicHttpsPort: number | undefined;
   let adminListen: ListenAddress | undefined;
+  let limits: Partial<RelayLimits>;
   const drainSeconds = Number(values['drain-timeout'] ?? '10');
   try {
     const optional = (text: string | undefined, fallback: string): ListenAddress | undefined => {
       const chosen = text ?? fallback;
       return chosen === 'off' ? undefined : parseListenAddress(chosen);
     };
+    limits = parseLimitOptions(values.limit ?? []);
     agentListen = parseListenAddress(values['agent-listen'] ?? ':443');
     httpsListen = optional(values['https-listen'], ':443');
     httpListen = optional(values['http-listen'], ':80');
@@ -416,6 +423,7 @@ export async function relayCommand(argv: string[]): Promise<number> {
       ...(tcpPorts === undefined ? {} : { tcpPorts }),
       ...(publicHttpPort === undefined ? {} : { publicHttpPort }),
       ...(publicHttpsPort === undefined ? {} : { publicHttpsPort }),
+      limits,
     });
   } catch (error) {
     for (const [name, handler] of subscriptions) unsubscribe(name, handler);

@@ -131,6 +131,10 @@ describe('warren relay / warren expose commands', () => {
       '127.0.0.1',
       '--tcp-ports',
       '43000-43099',
+      '--limit',
+      'requests-per-second=1',
+      '--limit',
+      'request-burst=2',
     ]);
     children.push(relay);
     const ports = JSON.parse((await untilPrinted(relay, /^\{.*\}$/m))[0]) as {
@@ -170,6 +174,26 @@ describe('warren relay / warren expose commands', () => {
       `${url}/hello`,
     ]);
     assert.equal(curl.stdout, `local saw /hello for web.tunnel.test:${ports.https}`);
+    // --limit took effect: a burst of 2 at 1 request/s lets five at once not all pass.
+    const statuses = await Promise.all(
+      Array.from({ length: 5 }, async () => {
+        const { stdout } = await run('curl', [
+          '-sS',
+          '-o',
+          '/dev/null',
+          '-w',
+          '%{http_code}',
+          '--cacert',
+          ca,
+          '--resolve',
+          `web.tunnel.test:${ports.https}:127.0.0.1`,
+          `${url}/burst`,
+        ]);
+        return stdout;
+      }),
+    );
+    assert.ok(statuses.includes('429'), `a 429 among ${statuses.join(', ')}`);
+    assert.ok(statuses.includes('200'), `a 200 among ${statuses.join(', ')}`);
 
     relay.child.kill('SIGTERM');
     assert.equal(await exitOf(relay), 0);
@@ -212,6 +236,18 @@ describe('warren relay / warren expose commands', () => {
     assert.match(expose.stderr, /ERR_RELAY_TOKEN_INVALID/);
     const usage = startCli(['expose', 'ftp', '21', '--relay', 'x']);
     assert.equal(await exitOf(usage), 2);
+    const badLimit = startCli([
+      'relay',
+      '--domain',
+      'tunnel.test',
+      '--data-dir',
+      dir,
+      '--dev-ca',
+      '--limit',
+      'requests-per-minute=5',
+    ]);
+    assert.equal(await exitOf(badLimit), 2);
+    assert.match(badLimit.stderr, /unknown limit 'requests-per-minute'/);
     relay.child.kill('SIGTERM');
     assert.equal(await exitOf(relay), 0);
   });
