@@ -77,7 +77,7 @@ import { PublicHttpConnection } from './public-http.js';
 import { canonicalHost } from './acme/certificate.js';
 import { interceptAcmeChallenge } from './acme/http-challenge.js';
 // The manager (and the ACME client under it) is loaded only for options.acme.
-import type { AcmeCertificateManager, AcmeManagerOptions } from './acme/manager.js';
+import type { AcmeCertificateManager, AcmeHostStatus, AcmeManagerOptions } from './acme/manager.js';
 import {
   HttpResponseCounters,
   addResponseCounts,
@@ -233,6 +233,8 @@ export interface SessionInfo {
   readonly remoteAddress: string;
   readonly tokenId: string;
   readonly tokenName: string;
+  /** The account the token belongs to. */
+  readonly account: string;
   readonly connectedAt: number;
   readonly tunnels: readonly string[];
 }
@@ -667,6 +669,7 @@ class AgentSession {
       remoteAddress: this.remoteAddress,
       tokenId: this.grant?.id ?? '',
       tokenName: this.grant?.name ?? '',
+      account: this.grant?.account ?? '',
       connectedAt: this.connectedAt,
       tunnels: [...this.tunnels.keys()],
     };
@@ -1100,6 +1103,11 @@ export class Relay {
 
   sessionsInfo(): SessionInfo[] {
     return [...this.sessions].filter((session) => session.authenticated).map((s) => s.info());
+  }
+
+  /** With options.acme: each certificate name's state (held, ordering, failing); else undefined. */
+  certificatesInfo(): AcmeHostStatus[] | undefined {
+    return this.acme?.status();
   }
 
   tunnelsInfo(): TunnelInfo[] {

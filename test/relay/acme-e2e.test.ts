@@ -118,7 +118,7 @@ describe('warren relay --acme against pebble', () => {
       '--http-listen',
       `127.0.0.1:${httpPort}`,
       '--admin-listen',
-      'off',
+      '127.0.0.1:0',
       '--acme',
       '--acme-email',
       'ops@example.com',
@@ -156,7 +156,9 @@ describe('warren relay --acme against pebble', () => {
 
     const relay = startRelay(relayArgs);
     relays.push(relay);
-    await until(relay, /^\{"agent":/m, 'stdout');
+    const ports = JSON.parse((await until(relay, /^\{"agent":.*$/m, 'stdout'))[0]) as {
+      admin: number;
+    };
     await until(relay, new RegExp(`certificate for ${DOMAIN} issued`), 'stderr');
     assert.ok(dns.queries.includes(DOMAIN), 'pebble validated the domain through our DNS');
 
@@ -212,6 +214,28 @@ describe('warren relay --acme against pebble', () => {
     await assert.rejects(handshake(tlsPort, `stranger.${DOMAIN}`, root));
     await until(relay, new RegExp(`no certificate ordered for stranger\\.${DOMAIN}`), 'stderr');
     assert.ok(!dns.queries.includes(`stranger.${DOMAIN}`));
+
+    // The admin listener shows both certificates: /api/status and /metrics.
+    const adminHost = { host: `127.0.0.1:${ports.admin}` };
+    const status = JSON.parse(
+      (await httpAsk(ports.admin, 'GET', '/api/status', adminHost)).body,
+    ) as {
+      certificates?: { host: string; notAfter: number | null; failures: number }[];
+    };
+    const held = (status.certificates ?? []).filter((entry) => entry.notAfter !== null);
+    assert.deepEqual(held.map((entry) => entry.host).sort(), [DOMAIN, TUNNEL_HOST].sort());
+    for (const entry of held) {
+      assert.ok((entry.notAfter ?? 0) > Date.now(), `${entry.host} is valid`);
+      assert.equal(entry.failures, 0);
+    }
+    const metrics = (await httpAsk(ports.admin, 'GET', '/metrics', adminHost)).body;
+    assert.match(
+      metrics,
+      new RegExp(
+        `^warren_relay_certificate_expiry_timestamp_seconds\\{host="${TUNNEL_HOST.replace(/\./g, '\\.')}"\\} \\d+`,
+        'm',
+      ),
+    );
   });
 
   it('reads its certificates back from disk after a restart instead of ordering again', async () => {

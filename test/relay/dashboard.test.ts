@@ -578,7 +578,8 @@ describe('relay admin listener: /metrics, /api/status, dashboard', () => {
     assert.ok(row !== undefined, 'the hostile name is rendered verbatim as text');
     assert.equal(row.tag, 'tr');
     assert.equal(row.children[0]?.tag, 'td');
-    assert.equal(row.children[1]?.textContent, '127.0.0.1');
+    assert.equal(row.children[1]?.textContent, 'default', "the token's account");
+    assert.equal(row.children[2]?.textContent, '127.0.0.1');
     const tunnelCells = (byId.get('tunnels')?.children ?? []).flatMap((row) => row.children);
     assert.ok(
       tunnelCells.some(
@@ -706,10 +707,9 @@ describe('relay admin listener: HTTP responses by source and status class', () =
 
 /**
  * Runs the dashboard page's script against a tiny fake DOM whose fetch
- * answers `status`; returns the tunnel table's cell texts, then the
- * unrouted-answers line.
+ * answers `status`, until the table `tableId` has rows; returns the elements by id.
  */
-async function renderTunnelCells(status: RelayStatus): Promise<string[]> {
+async function renderPage(status: RelayStatus, tableId: string): Promise<Map<string, FakeNode>> {
   const script = /<script>([\s\S]*)<\/script>/.exec(DASHBOARD_HTML)?.[1];
   assert.ok(script !== undefined);
   const { document, byId } = fakeDocument();
@@ -724,9 +724,92 @@ async function renderTunnelCells(status: RelayStatus): Promise<string[]> {
     sessionStorage: { getItem: () => null, setItem: () => undefined },
     setInterval: () => undefined,
   });
-  await waitFor(() => (byId.get('tunnels')?.children.length ?? 0) > 0, 'the tunnels to render');
+  await waitFor(() => (byId.get(tableId)?.children.length ?? 0) > 0, `${tableId} to render`);
+  return byId;
+}
+
+/** The tunnel table's cell texts, then the unrouted-answers line, as the page renders `status`. */
+async function renderTunnelCells(status: RelayStatus): Promise<string[]> {
+  const byId = await renderPage(status, 'tunnels');
   const cells = (byId.get('tunnels')?.children ?? []).flatMap((row) =>
     row.children.map((cell) => cell.textContent),
   );
   return [...cells, byId.get('unrouted')?.textContent ?? ''];
 }
+
+describe('dashboard page: ACME certificates', () => {
+  const base: RelayStatus = {
+    domain: DOMAIN,
+    now: Date.UTC(2026, 10, 22),
+    agents: [],
+    tunnels: [],
+    unroutedResponses: {},
+  };
+
+  it('lists each name with its expiry, renewal and state; the error shown as text', async () => {
+    const byId = await renderPage(
+      {
+        ...base,
+        certificates: [
+          {
+            host: 'app.tunnel.test',
+            notAfter: Date.UTC(2027, 0, 1),
+            renewAt: Date.UTC(2026, 11, 1),
+            ordering: false,
+            failures: 0,
+            retryAt: null,
+            lastError: null,
+          },
+          {
+            host: 'new.tunnel.test',
+            notAfter: null,
+            renewAt: null,
+            ordering: false,
+            failures: 2,
+            retryAt: Date.UTC(2026, 10, 23),
+            lastError: HOSTILE_NAME,
+          },
+          {
+            host: 'next.tunnel.test',
+            notAfter: null,
+            renewAt: null,
+            ordering: true,
+            failures: 0,
+            retryAt: null,
+            lastError: null,
+          },
+        ],
+      },
+      'certificates',
+    );
+    assert.equal(byId.get('certificates-section')?.style.display, 'block');
+    const rows = (byId.get('certificates')?.children ?? []).map((row) =>
+      row.children.map((cell) => cell.textContent),
+    );
+    assert.deepEqual(rows, [
+      ['app.tunnel.test', '2027-01-01T00:00:00.000Z', '2026-12-01T00:00:00.000Z', 'ok'],
+      ['new.tunnel.test', '', '', `2 failed: ${HOSTILE_NAME} (retry 2026-11-23T00:00:00.000Z)`],
+      ['next.tunnel.test', '', '', 'ordering'],
+    ]);
+  });
+
+  it('hides the section when the relay has no --acme', async () => {
+    const byId = await renderPage(
+      {
+        ...base,
+        agents: [
+          {
+            id: 'a',
+            name: 'n',
+            account: 'default',
+            remoteAddress: '127.0.0.1',
+            connectedAt: 0,
+            tunnels: [],
+          },
+        ],
+      },
+      'agents',
+    );
+    assert.equal(byId.get('certificates-section')?.style.display, 'none');
+  });
+});

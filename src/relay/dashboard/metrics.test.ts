@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { AcmeHostStatus } from '../acme/manager.js';
 import type { Relay, RelayStats, TunnelInfo, TunnelTotals } from '../relay.js';
 import { DURATION_BUCKETS_SECONDS, HttpResponseCounters } from './http-counters.js';
 import { relayMetrics, relayStatus } from './metrics.js';
 
 /** The parts of a Relay that /metrics and /api/status read, with fixed numbers. */
-function fakeRelay(): Relay {
+function fakeRelay(certificates?: AcmeHostStatus[]): Relay {
   const closed = new HttpResponseCounters();
   closed.countApp(200);
   closed.countRelay(429);
@@ -61,6 +62,7 @@ function fakeRelay(): Relay {
     domain: 'tunnel.test',
     stats: () => stats,
     sessionsInfo: () => [],
+    certificatesInfo: () => certificates,
     tunnelsInfo: (): TunnelInfo[] => [
       { ...tunnel('http', 'app'), responses: live.snapshot() },
       tunnel('tcp', '42001'),
@@ -127,5 +129,46 @@ describe('relayMetrics: responses and durations', () => {
     assert.ok(tcp !== undefined && !('responses' in tcp));
     assert.deepEqual(status.unroutedResponses, { '404': 1 });
     assert.deepEqual(JSON.parse(JSON.stringify(status)), status, 'plain JSON data');
+  });
+});
+
+describe('relayMetrics and relayStatus: ACME certificates', () => {
+  const certificates: AcmeHostStatus[] = [
+    {
+      host: 'app.tunnel.test',
+      notAfter: Date.UTC(2027, 0, 1),
+      renewAt: Date.UTC(2026, 11, 1),
+      ordering: false,
+      failures: 0,
+      retryAt: null,
+      lastError: null,
+    },
+    {
+      host: 'new.tunnel.test',
+      notAfter: null,
+      renewAt: null,
+      ordering: false,
+      failures: 2,
+      retryAt: Date.UTC(2026, 10, 23),
+      lastError: 'the CA could not reach http://new.tunnel.test/.well-known/acme-challenge/',
+    },
+  ];
+
+  it("exports each name's expiry and failures in a row", () => {
+    const text = relayMetrics(fakeRelay(certificates));
+    assert.deepEqual(samplesOf(text, 'warren_relay_certificate_expiry_timestamp_seconds'), [
+      `warren_relay_certificate_expiry_timestamp_seconds{host="app.tunnel.test"} ${Date.UTC(2027, 0, 1) / 1000}`,
+    ]);
+    assert.deepEqual(samplesOf(text, 'warren_relay_certificate_order_failures'), [
+      'warren_relay_certificate_order_failures{host="app.tunnel.test"} 0',
+      'warren_relay_certificate_order_failures{host="new.tunnel.test"} 2',
+    ]);
+  });
+
+  it('puts them in /api/status; without --acme neither appears', () => {
+    assert.deepEqual(relayStatus(fakeRelay(certificates)).certificates, certificates);
+    const withoutAcme = fakeRelay();
+    assert.equal('certificates' in relayStatus(withoutAcme), false);
+    assert.doesNotMatch(relayMetrics(withoutAcme), /warren_relay_certificate_/);
   });
 });

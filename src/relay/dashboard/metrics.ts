@@ -1,9 +1,11 @@
 /**
  * The relay's Prometheus metrics and the dashboard's JSON status, both read
- * from Relay.stats(), sessionsInfo() and tunnelsInfo() at request time (no
+ * from Relay.stats(), sessionsInfo(), tunnelsInfo() and certificatesInfo() at
+ * request time (no
  * work on the data path beyond the counters the relay keeps anyway).
  */
 import { addTunnelCounts, tunnelTotalsKey } from '../relay.js';
+import type { AcmeHostStatus } from '../acme/manager.js';
 import type { Relay, RelayStats, TunnelInfo, TunnelTotals } from '../relay.js';
 import { DURATION_BUCKETS_SECONDS, STATUS_CLASSES, emptyResponseCounts } from './http-counters.js';
 import type { HttpResponseCounts } from './http-counters.js';
@@ -92,7 +94,7 @@ export function relayMetrics(relay: Relay): string {
     });
   }
 
-  return new PrometheusWriter()
+  const writer = new PrometheusWriter()
     .family('warren_relay_agents_connected', 'gauge', 'Agents authenticated and connected now.', [
       { value: sessions.length },
     ])
@@ -199,13 +201,38 @@ export function relayMetrics(relay: Relay): string {
     )
     .family('warren_relay_yamux_streams', 'gauge', 'yamux streams open now over all sessions.', [
       { value: stats.yamuxStreams },
-    ])
-    .toString();
+    ]);
+  const certificates = relay.certificatesInfo();
+  if (certificates !== undefined) {
+    // For alerts such as "expires within 14 days" or "renewal keeps failing".
+    writer
+      .family(
+        'warren_relay_certificate_expiry_timestamp_seconds',
+        'gauge',
+        'When the ACME certificate for a name expires (seconds since the epoch), for names that have one.',
+        certificates.flatMap((certificate) =>
+          certificate.notAfter === null
+            ? []
+            : [{ labels: { host: certificate.host }, value: certificate.notAfter / 1000 }],
+        ),
+      )
+      .family(
+        'warren_relay_certificate_order_failures',
+        'gauge',
+        'ACME orders for a name that failed in a row (0 once one succeeds).',
+        certificates.map((certificate) => ({
+          labels: { host: certificate.host },
+          value: certificate.failures,
+        })),
+      );
+  }
+  return writer.toString();
 }
 
 export interface StatusAgent {
   readonly id: string;
   readonly name: string;
+  readonly account: string;
   readonly remoteAddress: string;
   readonly connectedAt: number;
   readonly tunnels: readonly string[];
@@ -235,6 +262,8 @@ export interface RelayStatus {
   readonly tunnels: readonly StatusTunnel[];
   /** The relay's own answers to requests that reached no tunnel, by status. */
   readonly unroutedResponses: Readonly<Record<string, number>>;
+  /** With --acme: every certificate name's state; absent otherwise. */
+  readonly certificates?: readonly AcmeHostStatus[];
 }
 
 /** The dashboard's JSON snapshot: agents and tunnels with their counters. */
@@ -242,12 +271,14 @@ export function relayStatus(relay: Relay): RelayStatus {
   if (typeof relay !== 'object' || typeof relay.sessionsInfo !== 'function') {
     throw new TypeError('relay must be a Relay');
   }
+  const certificates = relay.certificatesInfo();
   return {
     domain: relay.domain,
     now: Date.now(),
     agents: relay.sessionsInfo().map((session) => ({
       id: session.id,
       name: session.tokenName,
+      account: session.account,
       remoteAddress: session.remoteAddress,
       connectedAt: session.connectedAt,
       tunnels: session.tunnels,
@@ -267,5 +298,6 @@ export function relayStatus(relay: Relay): RelayStatus {
       ...(tunnel.responses === undefined ? {} : { responses: tunnel.responses }),
     })),
     unroutedResponses: relay.stats().unroutedResponses.relay,
+    ...(certificates === undefined ? {} : { certificates }),
   };
 }

@@ -79,11 +79,11 @@ function fill(tbody, rows, columns) {
 function render(status) {
   document.getElementById('domain').textContent = status.domain;
   const agents = status.agents.map((agent) => [
-    { text: agent.name }, { text: agent.remoteAddress },
+    { text: agent.name }, { text: agent.account }, { text: agent.remoteAddress },
     { text: new Date(agent.connectedAt).toISOString() + ' (' + since(agent.connectedAt) + ')' },
     { text: agent.tunnels.length, numeric: true },
   ]);
-  fill(document.getElementById('agents'), agents, 4);
+  fill(document.getElementById('agents'), agents, 5);
   const seconds = previousAt === 0 ? 0 : (status.now - previousAt) / 1000;
   const tunnels = status.tunnels.map((tunnel) => {
     const before = previous.get(tunnel.id);
@@ -106,6 +106,25 @@ function render(status) {
   const unrouted = counts(status.unroutedResponses, ([code, n]) => code + ' \u00d7' + n);
   document.getElementById('unrouted').textContent =
     'Answered by the relay for no tunnel (unknown host, malformed request): ' + (unrouted || 'none');
+  const section = document.getElementById('certificates-section');
+  section.style.display = status.certificates === undefined ? 'none' : 'block';
+  if (status.certificates !== undefined) {
+    const when = (ms) => (ms === null ? '' : new Date(ms).toISOString());
+    const certificates = status.certificates.map((certificate) => [
+      { text: certificate.host },
+      { text: when(certificate.notAfter) },
+      { text: when(certificate.renewAt) },
+      {
+        text: certificate.ordering
+          ? 'ordering'
+          : certificate.failures > 0
+            ? certificate.failures + ' failed: ' + (certificate.lastError || '') +
+              (certificate.retryAt === null ? '' : ' (retry ' + when(certificate.retryAt) + ')')
+            : 'ok',
+      },
+    ]);
+    fill(document.getElementById('certificates'), certificates, 4);
+  }
   previous.clear();
   for (const tunnel of status.tunnels) previous.set(tunnel.id, tunnel);
   previousAt = status.now;
@@ -177,7 +196,7 @@ export const DASHBOARD_HTML = `<!doctype html>
 </form>
 <h2>Agents</h2>
 <table>
-<thead><tr><th>Name (token)</th><th>Remote address</th><th>Connected since</th><th>Tunnels</th></tr></thead>
+<thead><tr><th>Name (token)</th><th>Account</th><th>Remote address</th><th>Connected since</th><th>Tunnels</th></tr></thead>
 <tbody id="agents"></tbody>
 </table>
 <h2>Tunnels</h2>
@@ -186,6 +205,13 @@ export const DASHBOARD_HTML = `<!doctype html>
 <tbody id="tunnels"></tbody>
 </table>
 <p id="unrouted"></p>
+<div id="certificates-section" style="display:none">
+<h2>Certificates (ACME)</h2>
+<table>
+<thead><tr><th>Name</th><th>Valid until</th><th>Renews</th><th>State</th></tr></thead>
+<tbody id="certificates"></tbody>
+</table>
+</div>
 <script>${SCRIPT}</script>
 </body>
 </html>
