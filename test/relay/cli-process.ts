@@ -25,6 +25,33 @@ export function startCli(args: readonly string[]): RunningCli {
 }
 
 /**
+ * Arguments for `warren relay` with --dev-ca in `dataDir` for tunnel.test, its
+ * agent, HTTPS and HTTP listeners on 127.0.0.1 port 0 (HTTPS `httpsListen`),
+ * then `extra`.
+ */
+export function devRelayArgs(
+  dataDir: string,
+  extra: readonly string[] = [],
+  httpsListen = '127.0.0.1:0',
+): string[] {
+  return [
+    'relay',
+    '--domain',
+    'tunnel.test',
+    '--data-dir',
+    dataDir,
+    '--dev-ca',
+    '--agent-listen',
+    '127.0.0.1:0',
+    '--https-listen',
+    httpsListen,
+    '--http-listen',
+    '127.0.0.1:0',
+    ...extra,
+  ];
+}
+
+/**
  * Waits until `pattern` matches what the command printed on `stream`; throws
  * with both outputs if it exits first or `timeoutMs` passes.
  */

@@ -9,7 +9,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { startCli } from './cli-process.js';
+import { devRelayArgs, startCli } from './cli-process.js';
 import type { RunningCli } from './cli-process.js';
 
 const ADMIN_TOKEN = 'cli-admin-token-abcdef0123456789';
@@ -26,21 +26,7 @@ describe('warren relay admin options', () => {
   const children: RunningCli[] = [];
 
   const start = (extra: string[]): RunningCli => {
-    const running = startCli([
-      'relay',
-      '--domain',
-      'tunnel.test',
-      '--data-dir',
-      dir,
-      '--dev-ca',
-      '--agent-listen',
-      '127.0.0.1:0',
-      '--https-listen',
-      '127.0.0.1:0',
-      '--http-listen',
-      '127.0.0.1:0',
-      ...extra,
-    ]);
+    const running = startCli(devRelayArgs(dir, extra));
     children.push(running);
     return running;
   };

@@ -24,6 +24,7 @@ import {
   httpAsk,
 } from './relay-fixture.js';
 import type { HttpAnswer } from './relay-fixture.js';
+import { acmeStatusFixture } from './acme-status-fixture.js';
 
 const ADMIN_TOKEN = 'admin-token-0123456789abcdef';
 /** A token name a hostile operator (or a leaked token) could pick: printable ASCII is allowed. */
@@ -750,35 +751,7 @@ describe('dashboard page: ACME certificates', () => {
     const byId = await renderPage(
       {
         ...base,
-        certificates: [
-          {
-            host: 'app.tunnel.test',
-            notAfter: Date.UTC(2027, 0, 1),
-            renewAt: Date.UTC(2026, 11, 1),
-            ordering: false,
-            failures: 0,
-            retryAt: null,
-            lastError: null,
-          },
-          {
-            host: 'new.tunnel.test',
-            notAfter: null,
-            renewAt: null,
-            ordering: false,
-            failures: 2,
-            retryAt: Date.UTC(2026, 10, 23),
-            lastError: HOSTILE_NAME,
-          },
-          {
-            host: 'next.tunnel.test',
-            notAfter: null,
-            renewAt: null,
-            ordering: true,
-            failures: 0,
-            retryAt: null,
-            lastError: null,
-          },
-        ],
+        certificates: acmeStatusFixture(HOSTILE_NAME),
       },
       'certificates',
     );

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
-import { CLI_RUNNER, exitOf, startCli, untilPrinted } from './cli-process.js';
+import { CLI_RUNNER, devRelayArgs, exitOf, startCli, untilPrinted } from './cli-process.js';
 import type { RunningCli } from './cli-process.js';
 import { portOf } from './relay-fixture.js';
 
@@ -114,28 +114,18 @@ describe('warren relay / warren expose commands', () => {
     ]);
     const tokenFile = join(dir, 'agent-token');
     await writeFile(tokenFile, token, { mode: 0o600 });
-    const relay = startCli([
-      'relay',
-      '--domain',
-      'tunnel.test',
-      '--data-dir',
-      dir,
-      '--dev-ca',
-      '--agent-listen',
-      '127.0.0.1:0',
-      '--https-listen',
-      '127.0.0.1:0',
-      '--http-listen',
-      '127.0.0.1:0',
-      '--tcp-host',
-      '127.0.0.1',
-      '--tcp-ports',
-      '43000-43099',
-      '--limit',
-      'requests-per-second=1',
-      '--limit',
-      'request-burst=2',
-    ]);
+    const relay = startCli(
+      devRelayArgs(dir, [
+        '--tcp-host',
+        '127.0.0.1',
+        '--tcp-ports',
+        '43000-43099',
+        '--limit',
+        'requests-per-second=1',
+        '--limit',
+        'request-burst=2',
+      ]),
+    );
     children.push(relay);
     const ports = JSON.parse((await untilPrinted(relay, /^\{.*\}$/m))[0]) as {
       agent: number;
@@ -164,33 +154,26 @@ describe('warren relay / warren expose commands', () => {
       )
     )[1];
     assert.equal(url, `https://web.tunnel.test:${ports.https}`);
-    const curl = await run('curl', [
-      '-sS',
-      '--fail',
-      '--cacert',
-      ca,
-      '--resolve',
-      `web.tunnel.test:${ports.https}:127.0.0.1`,
-      `${url}/hello`,
-    ]);
-    assert.equal(curl.stdout, `local saw /hello for web.tunnel.test:${ports.https}`);
+    /** curl through the tunnel's HTTPS URL, trusting the dev CA. */
+    const curl = async (path: string, ...options: string[]): Promise<string> => {
+      const { stdout } = await run('curl', [
+        '-sS',
+        ...options,
+        '--cacert',
+        ca,
+        '--resolve',
+        `web.tunnel.test:${ports.https}:127.0.0.1`,
+        `${url}${path}`,
+      ]);
+      return stdout;
+    };
+    assert.equal(
+      await curl('/hello', '--fail'),
+      `local saw /hello for web.tunnel.test:${ports.https}`,
+    );
     // --limit took effect: a burst of 2 at 1 request/s lets five at once not all pass.
     const statuses = await Promise.all(
-      Array.from({ length: 5 }, async () => {
-        const { stdout } = await run('curl', [
-          '-sS',
-          '-o',
-          '/dev/null',
-          '-w',
-          '%{http_code}',
-          '--cacert',
-          ca,
-          '--resolve',
-          `web.tunnel.test:${ports.https}:127.0.0.1`,
-          `${url}/burst`,
-        ]);
-        return stdout;
-      }),
+      Array.from({ length: 5 }, () => curl('/burst', '-o', '/dev/null', '-w', '%{http_code}')),
     );
     assert.ok(statuses.includes('429'), `a 429 among ${statuses.join(', ')}`);
     assert.ok(statuses.includes('200'), `a 200 among ${statuses.join(', ')}`);
@@ -204,20 +187,7 @@ describe('warren relay / warren expose commands', () => {
   });
 
   it('exits 1 when the relay refuses the token, 2 on bad usage', async () => {
-    const relay = startCli([
-      'relay',
-      '--domain',
-      'tunnel.test',
-      '--data-dir',
-      dir,
-      '--dev-ca',
-      '--agent-listen',
-      '127.0.0.1:0',
-      '--https-listen',
-      'off',
-      '--http-listen',
-      '127.0.0.1:0',
-    ]);
+    const relay = startCli(devRelayArgs(dir, [], 'off'));
     children.push(relay);
     const ports = JSON.parse((await untilPrinted(relay, /^\{.*\}$/m))[0]) as { agent: number };
     const expose = startCli([

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { acmeStatusFixture } from '../../../test/relay/acme-status-fixture.js';
 import type { AcmeHostStatus } from '../acme/manager.js';
 import type { Relay, RelayStats, TunnelInfo, TunnelTotals } from '../relay.js';
 import { DURATION_BUCKETS_SECONDS, HttpResponseCounters } from './http-counters.js';
@@ -133,26 +134,9 @@ describe('relayMetrics: responses and durations', () => {
 });
 
 describe('relayMetrics and relayStatus: ACME certificates', () => {
-  const certificates: AcmeHostStatus[] = [
-    {
-      host: 'app.tunnel.test',
-      notAfter: Date.UTC(2027, 0, 1),
-      renewAt: Date.UTC(2026, 11, 1),
-      ordering: false,
-      failures: 0,
-      retryAt: null,
-      lastError: null,
-    },
-    {
-      host: 'new.tunnel.test',
-      notAfter: null,
-      renewAt: null,
-      ordering: false,
-      failures: 2,
-      retryAt: Date.UTC(2026, 10, 23),
-      lastError: 'the CA could not reach http://new.tunnel.test/.well-known/acme-challenge/',
-    },
-  ];
+  const certificates = acmeStatusFixture(
+    'the CA could not reach http://new.tunnel.test/.well-known/acme-challenge/',
+  );
 
   it("exports each name's expiry and failures in a row", () => {
     const text = relayMetrics(fakeRelay(certificates));
@@ -162,6 +146,7 @@ describe('relayMetrics and relayStatus: ACME certificates', () => {
     assert.deepEqual(samplesOf(text, 'warren_relay_certificate_order_failures'), [
       'warren_relay_certificate_order_failures{host="app.tunnel.test"} 0',
       'warren_relay_certificate_order_failures{host="new.tunnel.test"} 2',
+      'warren_relay_certificate_order_failures{host="next.tunnel.test"} 0',
     ]);
   });
 
