@@ -693,7 +693,7 @@ export class Session extends EventEmitter<SessionEvents> {
     this.outgoingBytes += HEADER_LENGTH + (payload?.length ?? 0);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      setImmediate(this.flushTurn);
+      setImmediate(this.flushOutgoing);
     }
     if (
       transport.writableLength + this.outgoingBytes > this.controlBacklogLimit &&
@@ -722,13 +722,9 @@ export class Session extends EventEmitter<SessionEvents> {
     this.batchStart = this.batchEnd;
   }
 
-  private readonly flushTurn = (): void => {
-    this.flushScheduled = false;
-    this.flushOutgoing();
-  };
-
   /** Hands the frames gathered in this turn to the transport. */
   private readonly flushOutgoing = (): void => {
+    this.flushScheduled = false;
     this.sealBatch();
     const outgoing = this.outgoing;
     const transport = this.transport;
