@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { once } from 'node:events';
+import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { connect as connectTls } from 'node:tls';
@@ -89,6 +90,28 @@ async function agentTls(port: number, ca: Buffer): Promise<TLSSocket> {
   return socket;
 }
 
+/** The size of /big, and how much of it the local service has handed to its socket. */
+const BIG_BYTES = 512 * 1024 * 1024;
+let bigWritten = 0;
+
+/** Streams BIG_BYTES of 'a', writing only as fast as the socket takes it (backpressure). */
+function serveBig(response: ServerResponse): void {
+  bigWritten = 0;
+  response.writeHead(200, { 'content-length': String(BIG_BYTES) });
+  const chunk = Buffer.alloc(64 * 1024, 0x61);
+  const pump = (): void => {
+    while (bigWritten < BIG_BYTES) {
+      bigWritten += chunk.length;
+      if (!response.write(chunk)) {
+        response.once('drain', pump);
+        return;
+      }
+    }
+    response.end();
+  };
+  pump();
+}
+
 describe('relay robustness', () => {
   let fixture: RelayFixture;
   let agent: Agent;
@@ -106,7 +129,13 @@ describe('relay robustness', () => {
       handshakeTimeoutMs: 400,
       tokenRecheckIntervalMs: 100,
     });
-    const app = await fixture.httpServer((_request, response) => response.end('ok'));
+    const app = await fixture.httpServer((request, response) => {
+      if (request.url === '/big') {
+        serveBig(response);
+        return;
+      }
+      response.end('ok');
+    });
     const token = await fixture.token({ name: 'laptop', subdomains: ['app'] });
     agent = fixture.agent(token, [{ proto: 'http', localPort: app.port, subdomain: 'app' }]);
     await agent.ready();
@@ -144,6 +173,56 @@ describe('relay robustness', () => {
       sessionBefore,
       'the agent session is untouched',
     );
+  });
+
+  it('holds a client that stops reading a large response to bounded buffers, then delivers all of it', async () => {
+    const socket = fixture.track(await tcpConnect(fixture.ports.http));
+    let received = 0;
+    let headBytes = -1;
+    let head = '';
+    let stopAt: number | null = 4 * 1024 * 1024;
+    socket.on('data', (chunk: Buffer) => {
+      if (headBytes < 0) {
+        head += chunk.toString('latin1');
+        const end = head.indexOf('\r\n\r\n');
+        if (end >= 0) headBytes = end + 4;
+      }
+      received += chunk.length;
+      if (stopAt !== null && received > stopAt) {
+        stopAt = null;
+        socket.pause();
+      }
+    });
+    const memoryBefore = process.memoryUsage().arrayBuffers;
+    socket.write(get('/big'));
+    await waitFor(() => socket.isPaused(), 'the first 4 MiB', 10_000);
+    // The service goes on writing until every buffer on the way is full: the
+    // kernel's socket buffers (up to 32 MiB each here) and the yamux windows.
+    let last = -1;
+    const deadline = performance.now() + 20_000;
+    while (bigWritten !== last) {
+      assert.ok(performance.now() < deadline, 'the service never stalled');
+      last = bigWritten;
+      await sleep(300);
+    }
+    assert.ok(bigWritten < BIG_BYTES / 3, `only ${bigWritten >> 20} MiB of 512 left the service`);
+    const held = process.memoryUsage().arrayBuffers - memoryBefore;
+    assert.ok(held < 64 * 1024 * 1024, `relay and agent hold ${held >> 20} MiB`);
+    // Other clients of the same tunnel are not held up meanwhile.
+    const other = fixture.track(await tcpConnect(fixture.ports.http));
+    const [answer] = await exchange(other, get('/other'));
+    assert.equal(bodyOf(answer), 'ok');
+    other.destroy();
+    // Reading again, the client gets every byte.
+    const done = new Promise<void>((resolve) => {
+      socket.on('data', () => {
+        if (received - headBytes === BIG_BYTES) resolve();
+      });
+    });
+    socket.resume();
+    await done;
+    assert.match(head, /^HTTP\/1\.1 200 /);
+    socket.destroy();
   });
 
   it('survives garbage floods on the agent and HTTP ports, each bad connection closed alone', async () => {
