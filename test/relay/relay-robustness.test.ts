@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { once } from 'node:events';
 import type { ServerResponse } from 'node:http';
+import { createServer as createNetServer } from 'node:net';
 import type { Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { connect as connectTls } from 'node:tls';
@@ -30,6 +31,7 @@ import {
   RelayFixture,
   bodyOf,
   exchange,
+  portOf,
   readUntil,
   statusOf,
   tcpConnect,
@@ -223,6 +225,55 @@ describe('relay robustness', () => {
     await done;
     assert.match(head, /^HTTP\/1\.1 200 /);
     socket.destroy();
+  });
+
+  it('holds a client sending faster than the service behind a TCP tunnel reads to bounded buffers', async () => {
+    // The service accepts and reads nothing until told to.
+    let service: Socket | undefined;
+    let serviceReceived = 0;
+    const server = createNetServer((socket) => {
+      socket.on('error', () => undefined);
+      socket.pause();
+      socket.on('data', (chunk: Buffer) => (serviceReceived += chunk.length));
+      service = socket;
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    try {
+      const token = await fixture.token({ name: 'uploader', tcp: true });
+      const uploader = fixture.agent(token, [{ proto: 'tcp', localPort: portOf(server) }]);
+      const [status] = await uploader.ready();
+      assert.ok(status?.port !== undefined);
+      const client = fixture.track(await tcpConnect(status.port));
+      const memoryBefore = process.memoryUsage().arrayBuffers;
+      // Write as fast as the tunnel takes it, until it stops taking it.
+      const chunk = Buffer.alloc(64 * 1024, 0x62);
+      let sent = 0;
+      let stalled = false;
+      while (!stalled && sent < BIG_BYTES) {
+        while (sent < BIG_BYTES && client.write(chunk)) sent += chunk.length;
+        if (sent >= BIG_BYTES) break;
+        sent += chunk.length; // the write that returned false was still taken
+        stalled = !(await Promise.race([
+          once(client, 'drain').then(() => true),
+          sleep(1_000).then(() => false),
+        ]));
+      }
+      assert.ok(stalled, 'the client was held back');
+      assert.ok(sent < BIG_BYTES / 3, `only ${sent >> 20} MiB of 512 left the client`);
+      const held = process.memoryUsage().arrayBuffers - memoryBefore;
+      assert.ok(held < 64 * 1024 * 1024, `relay and agent hold ${held >> 20} MiB`);
+      // The service reads: everything the client wrote arrives, nothing more.
+      assert.ok(service !== undefined);
+      service.resume();
+      client.end();
+      await waitFor(() => serviceReceived === sent, `all ${sent} bytes at the service`, 15_000);
+      client.destroy();
+      await uploader.close();
+    } finally {
+      service?.destroy();
+      server.close();
+    }
   });
 
   it('survives garbage floods on the agent and HTTP ports, each bad connection closed alone', async () => {
