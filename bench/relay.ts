@@ -14,11 +14,13 @@
  * medians over the rounds are compared. WARREN_BENCH_PROFILE=DIR makes the
  * relay and agent processes write V8 CPU profiles there.
  *
- * For one TCP stream three more references run, to show what Node and the
+ * For one TCP stream four more references run, to show what Node and the
  * machine itself allow: the same two hops as relay + agent, as plain Node
- * socket pipes (no TLS, no yamux), as Node TLS pipes (TLS, no yamux), and as C
- * read()/write() pipes (bench/native/pipe.c, built with `cc` when there is one;
- * the cheapest user-space hop there is, so the ceiling for any relay).
+ * socket pipes (no TLS, no yamux), as Node TLS pipes (TLS, no yamux), as C
+ * read()/write() pipes (bench/native/pipe.c, the cheapest user-space hop there
+ * is) and as C pipes with OpenSSL TLS between them (bench/native/tls-pipe.c:
+ * the ceiling for any relay that encrypts its middle hop in user space). The C
+ * pipes are built with `cc` (and libssl-dev) when they can be.
  *
  * Every measurement also records how busy the whole machine was and how much
  * of its CPU time the hypervisor took (steal, from /proc/stat): on a small VM
@@ -412,17 +414,22 @@ async function machineJiffies(): Promise<{ busy: number; steal: number; total: n
 }
 
 /**
- * Compiles bench/native/pipe.c into `dir` with the system's C compiler; undefined
- * (and a note on stderr) when there is none.
+ * Compiles bench/native/NAME.c into `dir` with the system's C compiler (and
+ * `libraries`); undefined, with a note on stderr, when that fails (no cc, or
+ * no libssl-dev for the TLS pipe).
  */
-async function buildNativePipe(dir: string): Promise<string | undefined> {
-  const source = fileURLToPath(new URL('../../bench/native/pipe.c', import.meta.url));
-  const binary = join(dir, 'pipe');
+async function buildNative(
+  dir: string,
+  name: string,
+  libraries: readonly string[] = [],
+): Promise<string | undefined> {
+  const source = fileURLToPath(new URL(`../../bench/native/${name}.c`, import.meta.url));
+  const binary = join(dir, name);
   try {
-    await run('cc', ['-O2', '-pthread', '-o', binary, source]);
+    await run('cc', ['-O2', '-pthread', '-o', binary, source, ...libraries]);
     return binary;
   } catch (error) {
-    process.stderr.write(`the C reference pipes are skipped: ${String(error)}\n`);
+    process.stderr.write(`the C reference ${name} is skipped: ${String(error)}\n`);
     return undefined;
   }
 }
@@ -560,21 +567,42 @@ async function main(): Promise<void> {
       await firstJsonLine(near, 'near pipe');
       return { port: nearPort, pids: [far.pid ?? 0, near.pid ?? 0] };
     };
-    /** The C reference hops (bench/native/pipe.c), when a C compiler is there. */
-    const startNativePipes = async (targetPort: number): Promise<number | undefined> => {
-      const binary = await buildNativePipe(dir);
+    /**
+     * The C reference hops in front of `targetPort`, when they build: plain
+     * (bench/native/pipe.c) or with TLS between them (bench/native/tls-pipe.c,
+     * using the relay's dev certificate).
+     */
+    const startNativePipes = async (
+      tls: boolean,
+      targetPort: number,
+    ): Promise<number | undefined> => {
+      const binary = tls
+        ? await buildNative(dir, 'tls-pipe', ['-lssl', '-lcrypto'])
+        : await buildNative(dir, 'pipe');
       if (binary === undefined) return undefined;
       const farPort = await freePort();
       const nearPort = await freePort();
-      const far = startChild(binary, [String(farPort), String(targetPort)]);
+      let farArgs = [String(farPort), String(targetPort)];
+      let nearArgs = [String(nearPort), String(farPort)];
+      if (tls) {
+        const certificate = await ensureDevCertificate(dir, DOMAIN);
+        const certFile = join(dir, 'c-pipe.crt');
+        const keyFile = join(dir, 'c-pipe.key');
+        await writeFile(certFile, certificate.cert);
+        await writeFile(keyFile, certificate.key, { mode: 0o600 });
+        farArgs = ['far', ...farArgs, certFile, keyFile];
+        nearArgs = ['near', ...nearArgs];
+      }
+      const far = startChild(binary, farArgs);
       await firstJsonLine(far, 'far C pipe');
-      const near = startChild(binary, [String(nearPort), String(farPort)]);
+      const near = startChild(binary, nearArgs);
       await firstJsonLine(near, 'near C pipe');
       return nearPort;
     };
     const plainPipe = runTcp ? (await startPipes(false, iperfPort)).port : 0;
     const tlsPipe = runTcp ? (await startPipes(true, iperfPort)).port : 0;
-    const nativePipe = runTcp ? await startNativePipes(iperfPort) : undefined;
+    const nativePipe = runTcp ? await startNativePipes(false, iperfPort) : undefined;
+    const nativeTlsPipe = runTcp ? await startNativePipes(true, iperfPort) : undefined;
     const httpTlsPipe = runHttp ? await startPipes(true, local.port) : { port: 0, pids: [] };
     const httpTlsPipeUrl = `http://${LOOPBACK}:${httpTlsPipe.port}/`;
 
@@ -636,6 +664,9 @@ async function main(): Promise<void> {
         await sample('tcp node pipes', [], stream(plainPipe));
         await sample('tcp tls pipes', [], stream(tlsPipe));
         if (nativePipe !== undefined) await sample('tcp c pipes', [], stream(nativePipe));
+        if (nativeTlsPipe !== undefined) {
+          await sample('tcp c tls pipes', [], stream(nativeTlsPipe));
+        }
       }
     }
 
@@ -701,6 +732,14 @@ async function main(): Promise<void> {
       } else {
         line('  two C read/write pipes', 'not run: no C compiler (cc)');
       }
+      if (nativeTlsPipe !== undefined) {
+        line(
+          '  two C pipes with TLS between (OpenSSL)',
+          `${gbit('tcp c tls pipes')}(${machineOf('tcp c tls pipes')})`,
+        );
+      } else {
+        line('  two C pipes with TLS between', 'not run: no cc or no libssl-dev');
+      }
       line(
         '  warren ÷ direct',
         `${ratio(tunnel, direct)}  (rounds: ${roundRatios('tcp tunnel', 'tcp direct')})`,
@@ -710,9 +749,16 @@ async function main(): Promise<void> {
       line('  Node TCP pipes ÷ direct (a ceiling)', ratio(valueOf('tcp node pipes'), direct));
       if (nativePipe !== undefined) {
         line(
-          "  C pipes ÷ direct (the machine's ceiling)",
+          '  C pipes ÷ direct',
           `${ratio(valueOf('tcp c pipes'), direct)}  (rounds: ${roundRatios('tcp c pipes', 'tcp direct')})`,
         );
+      }
+      if (nativeTlsPipe !== undefined) {
+        line(
+          '  C TLS pipes ÷ direct (TLS relay ceiling)',
+          `${ratio(valueOf('tcp c tls pipes'), direct)}  (rounds: ${roundRatios('tcp c tls pipes', 'tcp direct')})`,
+        );
+        line('  warren ÷ C TLS pipes', ratio(tunnel, valueOf('tcp c tls pipes')));
       }
     }
     const steals = [...paths.values()].flat().map((s) => s.steal);
