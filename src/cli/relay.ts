@@ -22,7 +22,7 @@ import type {
 } from '../relay/diagnostics.js';
 import { relayDiagnostics } from '../relay/diagnostics.js';
 import { RelayConfigError, RelayError } from '../relay/errors.js';
-import { limitsHelp, parseLimitOptions } from '../relay/limits-option.js';
+import { describeLimits, limitsHelp, parseLimitOptions } from '../relay/limits-option.js';
 import { Relay } from '../relay/relay.js';
 import type { ListenAddress, RelayLimits } from '../relay/relay.js';
 import { loadOrCreateSecret } from '../relay/secret.js';
@@ -467,6 +467,7 @@ export async function relayCommand(argv: string[]): Promise<number> {
     `serving *.${relay.domain}: agents on ${formatAddress(relay.address('agent'))}, ` +
       `https on ${formatAddress(relay.address('https'))}, http on ${formatAddress(relay.address('http'))}`,
   );
+  if (Object.keys(limits).length > 0) report(`limits changed: ${describeLimits(limits)}`);
   process.stdout.write(
     `${JSON.stringify({
       agent: relay.address('agent')?.port ?? null,

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { RelayConfigError } from './errors.js';
-import { limitsHelp, parseLimitOptions } from './limits-option.js';
+import { describeLimits, limitsHelp, parseLimitOptions } from './limits-option.js';
 import { DEFAULT_RELAY_LIMITS } from './relay.js';
 
 describe('--limit NAME=VALUE', () => {
@@ -16,6 +16,12 @@ describe('--limit NAME=VALUE', () => {
       { requestsPerSecond: 1500, maxConnectionsPerIp: 4096, keepaliveIntervalMs: 0 },
     );
     assert.deepEqual(parseLimitOptions([]), {});
+  });
+
+  it('describes parsed limits with the same names', () => {
+    const texts = ['requests-per-second=1000', 'max-connections-per-ip=4096'];
+    assert.equal(describeLimits(parseLimitOptions(texts)), texts.join(', '));
+    assert.equal(describeLimits({}), '');
   });
 
   it('refuses unknown names, missing values and values that are not whole numbers', () => {

@@ -73,6 +73,13 @@ export function parseLimitOptions(texts: readonly string[]): Partial<RelayLimits
   return limits;
 }
 
+/** `limits` as the names --limit takes, e.g. 'requests-per-second=1000, request-burst=2000'. */
+export function describeLimits(limits: Partial<RelayLimits>): string {
+  return Object.entries(limits)
+    .map(([key, value]) => `${kebab(key)}=${String(value)}`)
+    .join(', ');
+}
+
 /** The --help section: every limit's name, default and meaning. */
 export function limitsHelp(): string {
   const rows = (Object.keys(LIMIT_DESCRIPTIONS) as LimitKey[]).map((key) => [

@@ -176,6 +176,7 @@ describe('warren relay / warren expose commands', () => {
       Array.from({ length: 5 }, () => curl('/burst', '-o', '/dev/null', '-w', '%{http_code}')),
     );
     assert.ok(statuses.includes('429'), `a 429 among ${statuses.join(', ')}`);
+    assert.match(relay.stderr, /limits changed: requests-per-second=1, request-burst=2\n/);
     assert.ok(statuses.includes('200'), `a 200 among ${statuses.join(', ')}`);
 
     relay.child.kill('SIGTERM');
