@@ -11,15 +11,12 @@
  * only by the benchmark; it binds to loopback and nothing else.
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
-#include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include "hop.h"
 
 /* One connection: both sockets are closed when both directions are done. */
 struct connection {
@@ -82,12 +79,20 @@ static void start(struct connection *connection, int from, int to) {
   direction_done(connection);
 }
 
-static struct sockaddr_in loopback(int port) {
-  struct sockaddr_in address = {0};
-  address.sin_family = AF_INET;
-  address.sin_port = htons((unsigned short)port);
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return address;
+/* Both directions of one connection, each on its own thread. */
+static void serve(int client, int upstream) {
+  struct connection *connection = malloc(sizeof *connection);
+  if (connection == NULL) {
+    close(client);
+    close(upstream);
+    return;
+  }
+  connection->client = client;
+  connection->upstream = upstream;
+  connection->directions_left = 2;
+  pthread_mutex_init(&connection->lock, NULL);
+  start(connection, client, upstream);
+  start(connection, upstream, client);
 }
 
 int main(int argc, char **argv) {
@@ -95,41 +100,5 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: pipe LISTEN_PORT TARGET_PORT\n");
     return 2;
   }
-  signal(SIGPIPE, SIG_IGN);
-  struct sockaddr_in listen_address = loopback(atoi(argv[1]));
-  struct sockaddr_in target = loopback(atoi(argv[2]));
-  int one = 1;
-  int listener = socket(AF_INET, SOCK_STREAM, 0);
-  setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (bind(listener, (struct sockaddr *)&listen_address, sizeof listen_address) != 0 ||
-      listen(listener, 64) != 0) {
-    perror("pipe: listen");
-    return 1;
-  }
-  printf("{\"port\":%s}\n", argv[1]);
-  fflush(stdout);
-  for (;;) {
-    int client = accept(listener, NULL, NULL);
-    if (client < 0) continue;
-    int upstream = socket(AF_INET, SOCK_STREAM, 0);
-    if (connect(upstream, (struct sockaddr *)&target, sizeof target) != 0) {
-      close(client);
-      close(upstream);
-      continue;
-    }
-    setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    setsockopt(upstream, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    struct connection *connection = malloc(sizeof *connection);
-    if (connection == NULL) {
-      close(client);
-      close(upstream);
-      continue;
-    }
-    connection->client = client;
-    connection->upstream = upstream;
-    connection->directions_left = 2;
-    pthread_mutex_init(&connection->lock, NULL);
-    start(connection, client, upstream);
-    start(connection, upstream, client);
-  }
+  return hop_listen_and_serve(argv[1], argv[2], serve);
 }

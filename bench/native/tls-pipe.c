@@ -14,21 +14,17 @@
  * and run only by the benchmark (needs libssl-dev); it binds to loopback only.
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
+
+#include "hop.h"
 
 #define BUFFER_BYTES (256 * 1024)
 
@@ -49,7 +45,7 @@ struct buffer {
 
 static void set_nonblocking(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
 
-static void *serve(void *argument) {
+static void *serve_connection(void *argument) {
   struct connection *connection = argument;
   int plain = connection->plain;
   int tls = connection->tls;
@@ -142,12 +138,25 @@ done:
   return NULL;
 }
 
-static struct sockaddr_in loopback(int port) {
-  struct sockaddr_in address = {0};
-  address.sin_family = AF_INET;
-  address.sin_port = htons((unsigned short)port);
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return address;
+/* One thread per connection (see serve_connection). */
+static void serve(int accepted, int upstream) {
+  struct connection *connection = malloc(sizeof *connection);
+  if (connection == NULL) {
+    close(accepted);
+    close(upstream);
+    return;
+  }
+  /* The near side takes plain connections and speaks TLS upstream; the far side the reverse. */
+  connection->plain = is_far ? upstream : accepted;
+  connection->tls = is_far ? accepted : upstream;
+  pthread_t thread;
+  if (pthread_create(&thread, NULL, serve_connection, connection) == 0) {
+    pthread_detach(thread);
+  } else {
+    close(accepted);
+    close(upstream);
+    free(connection);
+  }
 }
 
 int main(int argc, char **argv) {
@@ -157,7 +166,6 @@ int main(int argc, char **argv) {
                     "       tls-pipe far LISTEN_PORT TARGET_PORT CERT KEY\n");
     return 2;
   }
-  signal(SIGPIPE, SIG_IGN);
   context = SSL_CTX_new(is_far ? TLS_server_method() : TLS_client_method());
   if (context == NULL) return 1;
   SSL_CTX_set_min_proto_version(context, TLS1_3_VERSION);
@@ -166,45 +174,5 @@ int main(int argc, char **argv) {
     ERR_print_errors_fp(stderr);
     return 1;
   }
-  struct sockaddr_in listen_address = loopback(atoi(argv[2]));
-  struct sockaddr_in target = loopback(atoi(argv[3]));
-  int one = 1;
-  int listener = socket(AF_INET, SOCK_STREAM, 0);
-  setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (bind(listener, (struct sockaddr *)&listen_address, sizeof listen_address) != 0 ||
-      listen(listener, 64) != 0) {
-    perror("tls-pipe: listen");
-    return 1;
-  }
-  printf("{\"port\":%s}\n", argv[2]);
-  fflush(stdout);
-  for (;;) {
-    int accepted = accept(listener, NULL, NULL);
-    if (accepted < 0) continue;
-    int upstream = socket(AF_INET, SOCK_STREAM, 0);
-    if (connect(upstream, (struct sockaddr *)&target, sizeof target) != 0) {
-      close(accepted);
-      close(upstream);
-      continue;
-    }
-    setsockopt(accepted, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    setsockopt(upstream, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    struct connection *connection = malloc(sizeof *connection);
-    if (connection == NULL) {
-      close(accepted);
-      close(upstream);
-      continue;
-    }
-    /* The near side takes plain connections and speaks TLS upstream; the far side the reverse. */
-    connection->plain = is_far ? upstream : accepted;
-    connection->tls = is_far ? accepted : upstream;
-    pthread_t thread;
-    if (pthread_create(&thread, NULL, serve, connection) == 0) {
-      pthread_detach(thread);
-    } else {
-      close(accepted);
-      close(upstream);
-      free(connection);
-    }
-  }
+  return hop_listen_and_serve(argv[2], argv[3], serve);
 }
