@@ -163,41 +163,20 @@ describe('warren relay account / token / domain commands', () => {
     assert.match(listedBefore.stdout, /^store\.example\.org {2}account shop {2}NOT VERIFIED/m);
 
     // Wrong value, then no record at all: exit 1 with the stable code, still unverified.
+    /** `warren relay domain verify` of store.example.org against the loopback DNS server. */
+    const verifyStore = () =>
+      relay('domain', 'verify', '--data-dir', dir, '--resolver', dns.address, 'store.example.org');
     dns.txt.set('_warren-challenge.store.example.org', [['wrong']]);
-    const wrong = await relay(
-      'domain',
-      'verify',
-      '--data-dir',
-      dir,
-      '--resolver',
-      dns.address,
-      'store.example.org',
-    );
+    const wrong = await verifyStore();
     assert.equal(wrong.code, 1);
     assert.match(wrong.stderr, /ERR_RELAY_DOMAIN_VERIFY/);
     dns.txt.delete('_warren-challenge.store.example.org');
-    const nxdomain = await relay(
-      'domain',
-      'verify',
-      '--data-dir',
-      dir,
-      '--resolver',
-      dns.address,
-      'store.example.org',
-    );
+    const nxdomain = await verifyStore();
     assert.equal(nxdomain.code, 1);
     assert.match(nxdomain.stderr, /NXDOMAIN/);
 
     dns.txt.set('_warren-challenge.store.example.org', [[challenge]]);
-    const verified = await relay(
-      'domain',
-      'verify',
-      '--data-dir',
-      dir,
-      '--resolver',
-      dns.address,
-      'store.example.org',
-    );
+    const verified = await verifyStore();
     assert.equal(verified.code, 0, verified.stderr);
     assert.match(verified.stderr, /domain store\.example\.org verified for account 'shop'/);
     assert.match(
