@@ -184,6 +184,11 @@ export class Session extends EventEmitter<SessionEvents> {
 
   private readonly transport: Duplex;
   private readonly options: ResolvedOptions;
+  /**
+   * How far a new stream's window starts above the spec's 256 KiB: announced in
+   * the SYN/ACK Window Update, and the part of it taken from maxBufferedBytes.
+   */
+  private readonly extraInitialWindow: number;
   private readonly reader: FrameReader;
   private readonly streams = new Map<number, Stream>();
   private state: SessionState = 'open';
@@ -239,6 +244,7 @@ export class Session extends EventEmitter<SessionEvents> {
     super();
     if (!isDuplex(transport)) throw new TypeError('transport must be a Duplex stream');
     this.options = resolveOptions(options);
+    this.extraInitialWindow = this.options.initialWindow - INITIAL_STREAM_WINDOW;
     this.transport = transport;
     this.isClient = isClient;
     this.nextLocalStreamId = isClient ? 1 : 2;
@@ -356,9 +362,8 @@ export class Session extends EventEmitter<SessionEvents> {
         'cannot open a stream: stream ids are used up',
       );
     }
-    const extraWindow = this.options.initialWindow - INITIAL_STREAM_WINDOW;
-    const reserved = this.reserveWindow(extraWindow);
-    if (reserved < extraWindow) {
+    const reserved = this.reserveWindow(this.extraInitialWindow);
+    if (reserved < this.extraInitialWindow) {
       this.releaseWindow(reserved);
       throw new YamuxError(
         'ERR_YAMUX_STREAM_LIMIT',
@@ -368,12 +373,7 @@ export class Session extends EventEmitter<SessionEvents> {
     this.nextLocalStreamId += 2;
     const stream = new Stream(this.host, id, this.options.initialWindow, false);
     this.streams.set(id, stream);
-    this.writeFrame(
-      FrameType.WindowUpdate,
-      Flag.SYN,
-      id,
-      this.options.initialWindow - INITIAL_STREAM_WINDOW,
-    );
+    this.writeFrame(FrameType.WindowUpdate, Flag.SYN, id, this.extraInitialWindow);
     stream.startOpenTimer(this.options.openTimeout);
     return stream;
   }
@@ -561,21 +561,15 @@ export class Session extends EventEmitter<SessionEvents> {
       this.state !== 'open' ||
       this.streams.size >= this.options.maxStreams ||
       this.listenerCount('stream') === 0 ||
-      this.windowBudgetUsed + this.options.initialWindow - INITIAL_STREAM_WINDOW >
-        this.options.maxBufferedBytes;
+      this.windowBudgetUsed + this.extraInitialWindow > this.options.maxBufferedBytes;
     if (refuse) {
       this.writeFrame(FrameType.WindowUpdate, Flag.RST, id, 0);
       return null;
     }
-    this.reserveWindow(this.options.initialWindow - INITIAL_STREAM_WINDOW);
+    this.reserveWindow(this.extraInitialWindow);
     const stream = new Stream(this.host, id, this.options.initialWindow, true);
     this.streams.set(id, stream);
-    this.writeFrame(
-      FrameType.WindowUpdate,
-      Flag.ACK,
-      id,
-      this.options.initialWindow - INITIAL_STREAM_WINDOW,
-    );
+    this.writeFrame(FrameType.WindowUpdate, Flag.ACK, id, this.extraInitialWindow);
     return stream;
   }
 
