@@ -145,7 +145,7 @@ interface Conversation {
 function converse(
   socketPath: string,
   chunks: (string | Buffer)[],
-  options: { replies?: number; halfClose?: boolean; pauseMs?: number } = {},
+  options: { replies?: number; halfClose?: boolean; pauseMs?: number; timeoutMs?: number } = {},
 ): Promise<Conversation> {
   const expected = options.replies ?? Infinity;
   return new Promise<Conversation>((resolve, reject) => {
@@ -158,7 +158,7 @@ function converse(
           `timed out; received ${JSON.stringify(Buffer.concat(received).toString().slice(-300))}`,
         ),
       );
-    }, 30_000);
+    }, options.timeoutMs ?? 30_000);
     function finish(error: Error | null, closedByServer = false): void {
       if (finished) return;
       finished = true;
@@ -510,6 +510,39 @@ void describe('UapiServer socket lifecycle', () => {
       UapiServer.listen(`/tmp/${'x'.repeat(120)}.sock`, new FakeDevice()),
       /longer than/,
     );
+  });
+
+  void it('answers a client that connects the moment the socket file appears', async () => {
+    // wg run right after the file appears (or a supervisor polling for it) must be served:
+    // a connection accepted before anyone reads it would hang wg forever, and keep close()
+    // from ever finishing.
+    for (let round = 0; round < 20; round += 1) {
+      const name = `appears-${String(round)}.sock`;
+      const socketPath = path.join(directory, name);
+      const firstReply = new Promise<Conversation>((resolve, reject) => {
+        const unseen = setTimeout(() => {
+          watcher.close();
+          reject(new Error(`round ${String(round)}: no watch event for ${name}`));
+        }, 5000);
+        const watcher = fs.watch(directory, (_event, filename) => {
+          if (filename !== name || !fs.existsSync(socketPath)) return;
+          watcher.close();
+          clearTimeout(unseen);
+          converse(socketPath, ['get=1\n\n'], { replies: 1, timeoutMs: 3000 }).then(
+            resolve,
+            reject,
+          );
+        });
+      });
+      const server = await UapiServer.listen(socketPath, new FakeDevice());
+      try {
+        const { text } = await firstReply;
+        assert.equal(text, 'errno=0\n\n', `round ${String(round)}: answered at once`);
+      } finally {
+        await server.close();
+      }
+      assert.equal(fs.existsSync(socketPath), false, 'close() removed the socket file');
+    }
   });
 
   void it('notices the socket file being deleted', async () => {

@@ -142,9 +142,20 @@ export class UapiServer {
     });
     try {
       await fsp.chmod(temporary, 0o600);
+      // The server, with its connection handler, exists before the file appears under its
+      // real name: a client that connects the moment it appears (wg, or a test polling for
+      // it) must be answered, never accepted with no one to read it. rename() keeps the
+      // inode, so the identity taken here is the real name's.
+      const stat = await fsp.lstat(temporary, { bigint: true });
+      const uapi = new UapiServer(
+        absolute,
+        server,
+        handler,
+        { dev: stat.dev, ino: stat.ino },
+        options,
+      );
       await fsp.rename(temporary, absolute);
-      const stat = await fsp.lstat(absolute, { bigint: true });
-      return new UapiServer(absolute, server, handler, { dev: stat.dev, ino: stat.ino }, options);
+      return uapi;
     } catch (error) {
       // libuv unlinks the name it bound (the temporary one) when the server closes.
       await new Promise<void>((resolve) => {
@@ -183,12 +194,14 @@ export class UapiServer {
 
   private async shutdown(): Promise<void> {
     this.stopWatching();
-    for (const connection of this.connections) connection.destroy();
-    await new Promise<void>((resolve) => {
+    // close() stops accepting at once; its callback waits for every connection to end.
+    const closed = new Promise<void>((resolve) => {
       this.server.close(() => {
         resolve();
       });
     });
+    for (const connection of this.connections) connection.destroy();
+    // The file goes before the wait, so nothing a connection does can leave it behind.
     try {
       const stat = await fsp.lstat(this.path, { bigint: true });
       if (stat.dev === this.identity.dev && stat.ino === this.identity.ino) {
@@ -197,6 +210,7 @@ export class UapiServer {
     } catch {
       // Already gone: nothing to clean up.
     }
+    await closed;
   }
 
   private startWatching(): void {
