@@ -434,6 +434,12 @@ async function buildNative(
   }
 }
 
+const USAGE = `usage: relay [--seconds N] [--connections N] [--rounds N] [--only http|tcp]
+  HTTP requests/s (wrk -cN, keep-alive): direct, through warren relay + expose, through ssh -R.
+  One TCP stream (iperf3): direct, through a warren TCP tunnel, ssh -R and Node/C reference hops.
+  Defaults: 5 s per measurement, 50 wrk connections, 3 rounds, both parts.
+  Needs root, wrk, iperf3, sshd and ssh; WARREN_BENCH_PROFILE=DIR writes V8 CPU profiles.`;
+
 function ratio(a: number, b: number): string {
   return b === 0 ? 'n/a' : (a / b).toFixed(2);
 }
@@ -454,9 +460,14 @@ async function main(): Promise<void> {
       tls: { type: 'boolean', default: false },
       'listen-port': { type: 'string' },
       'target-port': { type: 'string' },
+      help: { type: 'boolean', default: false },
     },
     strict: true,
   });
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
   switch (values.role) {
     case 'local':
       await roleLocal();
