@@ -14,6 +14,11 @@
  * medians over the rounds are compared. WARREN_BENCH_PROFILE=DIR makes the
  * relay and agent processes write V8 CPU profiles there.
  *
+ * For HTTP two references carry the same requests over two hops with one TLS
+ * connection per client (ssh -R's design, without its multiplexing): Node TLS
+ * pipes, and the C pipes with OpenSSL below (a thread per connection, each
+ * polling its two sockets: simple, not the fastest design for many clients).
+ *
  * For one TCP stream four more references run, to show what Node and the
  * machine itself allow: the same two hops as relay + agent, as plain Node
  * socket pipes (no TLS, no yamux), as Node TLS pipes (TLS, no yamux), as C
@@ -586,7 +591,7 @@ async function main(): Promise<void> {
     const startNativePipes = async (
       tls: boolean,
       targetPort: number,
-    ): Promise<number | undefined> => {
+    ): Promise<{ port: number; pids: number[] } | undefined> => {
       const binary = tls
         ? await buildNative(dir, 'tls-pipe', ['-lssl', '-lcrypto'])
         : await buildNative(dir, 'pipe');
@@ -608,14 +613,18 @@ async function main(): Promise<void> {
       await firstJsonLine(far, 'far C pipe');
       const near = startChild(binary, nearArgs);
       await firstJsonLine(near, 'near C pipe');
-      return nearPort;
+      return { port: nearPort, pids: [far.pid ?? 0, near.pid ?? 0] };
     };
     const plainPipe = runTcp ? (await startPipes(false, iperfPort)).port : 0;
     const tlsPipe = runTcp ? (await startPipes(true, iperfPort)).port : 0;
-    const nativePipe = runTcp ? await startNativePipes(false, iperfPort) : undefined;
-    const nativeTlsPipe = runTcp ? await startNativePipes(true, iperfPort) : undefined;
+    const nativePipe = runTcp ? (await startNativePipes(false, iperfPort))?.port : undefined;
+    const nativeTlsPipe = runTcp ? (await startNativePipes(true, iperfPort))?.port : undefined;
     const httpTlsPipe = runHttp ? await startPipes(true, local.port) : { port: 0, pids: [] };
     const httpTlsPipeUrl = `http://${LOOPBACK}:${httpTlsPipe.port}/`;
+    // The same two hops in C with OpenSSL: what a TLS relay of ssh -R's design (one
+    // encrypted connection per client, no HTTP parsing) gets from this machine.
+    const httpNativeTlsPipe = runHttp ? await startNativePipes(true, local.port) : undefined;
+    const httpNativeTlsPipeUrl = `http://${LOOPBACK}:${String(httpNativeTlsPipe?.port)}/`;
 
     const paths = new Map<string, Sample[]>();
     /** Runs one measurement of `path` and keeps its sample (CPU of `pids`, machine busy/steal). */
@@ -657,6 +666,7 @@ async function main(): Promise<void> {
       for (const url of [directUrl, tunnelUrl, sshUrl, httpTlsPipeUrl]) {
         await wrk(url, host, 1, connections);
       }
+      if (httpNativeTlsPipe !== undefined) await wrk(httpNativeTlsPipeUrl, host, 1, connections);
     }
     for (let round = 1; round <= rounds; round++) {
       process.stderr.write(`round ${round} of ${rounds}\n`);
@@ -666,6 +676,9 @@ async function main(): Promise<void> {
         await sample('http tunnel', tunnelPids, http(tunnelUrl));
         await sample('http ssh', ssh.pids, http(sshUrl));
         await sample('http tls pipes', httpTlsPipe.pids, http(httpTlsPipeUrl));
+        if (httpNativeTlsPipe !== undefined) {
+          await sample('http c tls pipes', httpNativeTlsPipe.pids, http(httpNativeTlsPipeUrl));
+        }
       }
       if (runTcp) {
         const stream = (port: number) => () => iperf(port, seconds);
@@ -703,12 +716,27 @@ async function main(): Promise<void> {
         '  two Node TLS pipes (TLS, no mux, no HTTP)',
         `${rate('http tls pipes')}(${perRequest('http tls pipes')}, both pipes; ${machineOf('http tls pipes')})`,
       );
+      if (httpNativeTlsPipe !== undefined) {
+        line(
+          '  two C pipes with TLS between (OpenSSL)',
+          `${rate('http c tls pipes')}(${perRequest('http c tls pipes')}, both pipes; ${machineOf('http c tls pipes')})`,
+        );
+      } else {
+        line('  two C pipes with TLS between', 'not run: no cc or no libssl-dev');
+      }
       line(
         '  warren ÷ ssh -R',
         `${ratio(tunnel, viaSsh)}  (rounds: ${roundRatios('http tunnel', 'http ssh')})`,
       );
       line('  warren ÷ direct', ratio(tunnel, direct));
       line('  warren ÷ Node TLS pipes', ratio(tunnel, valueOf('http tls pipes')));
+      if (httpNativeTlsPipe !== undefined) {
+        line(
+          '  C TLS pipes ÷ ssh -R (a TLS relay in C)',
+          `${ratio(valueOf('http c tls pipes'), viaSsh)}  (rounds: ${roundRatios('http c tls pipes', 'http ssh')})`,
+        );
+        line('  warren ÷ C TLS pipes', ratio(tunnel, valueOf('http c tls pipes')));
+      }
     }
     if (runTcp) {
       const gbit = (path: string): string =>
