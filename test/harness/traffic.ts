@@ -177,6 +177,72 @@ export async function linkCounters(
   };
 }
 
+/**
+ * Where datagrams can be dropped on this machine, counted in some namespaces:
+ * every link's rx/tx drops (a TUN's tx queue overflowing while its daemon is
+ * descheduled), UDP receive-buffer overflows per namespace (/proc/net/snmp and
+ * snmp6), and the hypervisor's steal over the whole machine. Two snapshots
+ * around a measurement say where a loss happened (describeDropDeltas).
+ */
+export type DropSnapshot = ReadonlyMap<string, number>;
+
+export async function dropSnapshot(
+  harness: NetnsHarness,
+  namespaces: readonly string[],
+): Promise<DropSnapshot> {
+  const counters = new Map<string, number>();
+  for (const ns of namespaces) {
+    const links: unknown = JSON.parse(
+      (await harness.exec(ns, ['ip', '-s', '-j', 'link', 'show'])).stdout,
+    );
+    if (!Array.isArray(links)) throw new Error('ip -j link show: expected an array');
+    for (const link of links as unknown[]) {
+      const name = String(field(link, 'ifname'));
+      const stats = field(link, 'stats64');
+      counters.set(`${ns} ${name} rx_dropped`, num(field(field(stats, 'rx'), 'dropped')));
+      counters.set(`${ns} ${name} tx_dropped`, num(field(field(stats, 'tx'), 'dropped')));
+    }
+    const snmp = (await harness.exec(ns, ['cat', '/proc/net/snmp', '/proc/net/snmp6'])).stdout;
+    // snmp: a "Udp:" line of names, then one of values; snmp6: "Udp6RcvbufErrors  N" lines.
+    const lines = snmp.split('\n');
+    for (let i = 0; i + 1 < lines.length; i++) {
+      const names = (lines[i] ?? '').split(/\s+/);
+      const values = (lines[i + 1] ?? '').split(/\s+/);
+      if (names[0] !== 'Udp:' || values[0] !== 'Udp:') continue;
+      for (const key of ['InErrors', 'RcvbufErrors', 'SndbufErrors']) {
+        const index = names.indexOf(key);
+        if (index > 0) counters.set(`${ns} Udp${key}`, Number(values[index]));
+      }
+    }
+    for (const match of snmp.matchAll(/^(Udp6(?:InErrors|RcvbufErrors|SndbufErrors))\s+(\d+)$/gm)) {
+      counters.set(`${ns} ${match[1] ?? ''}`, Number(match[2]));
+    }
+  }
+  const cpu = ((await readFile('/proc/stat', 'utf8')).split('\n')[0] ?? '').split(/\s+/).slice(1);
+  const jiffies = cpu.map(Number);
+  counters.set(
+    'machine jiffies',
+    jiffies.reduce((a, b) => a + b, 0),
+  );
+  counters.set('machine steal jiffies', jiffies[7] ?? 0);
+  return counters;
+}
+
+/** The counters that rose between two snapshots, and the steal in between, as one line each. */
+export function describeDropDeltas(before: DropSnapshot, after: DropSnapshot): string {
+  const delta = (key: string): number => (after.get(key) ?? 0) - (before.get(key) ?? 0);
+  const total = delta('machine jiffies');
+  const lines = [
+    `hypervisor steal during the measurement: ${total > 0 ? ((100 * delta('machine steal jiffies')) / total).toFixed(0) : '?'}%`,
+  ];
+  for (const key of after.keys()) {
+    if (key.startsWith('machine ')) continue;
+    if (delta(key) > 0) lines.push(`${key} +${String(delta(key))}`);
+  }
+  if (lines.length === 1) lines.push('no drop counter rose');
+  return lines.join('\n');
+}
+
 // Small typed accessors for JSON from tools, so a format change fails loudly.
 function field(value: unknown, key: string): unknown {
   if (typeof value !== 'object' || value === null || !(key in value)) {
