@@ -253,7 +253,9 @@ export async function exposeCommand(argv: string[]): Promise<number> {
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       if (inspectAddress !== null) {
-        report(`cannot start the inspector: ${message}`);
+        report(
+          `cannot start the inspector on ${inspectAddress.host}:${String(inspectAddress.port)}: ${message} (--no-inspect runs without one)`,
+        );
         return 1;
       }
       // The default address is a convenience: the tunnels matter more.

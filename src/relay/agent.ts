@@ -13,10 +13,10 @@
  * relay refuses (invalid, expired, revoked) is fatal: retrying cannot help.
  */
 import { EventEmitter } from 'node:events';
-import { connect as connectTcp } from 'node:net';
+import { connect as connectTcp, isIP } from 'node:net';
 import type { Socket } from 'node:net';
-import { connect as connectTls } from 'node:tls';
-import type { TLSSocket } from 'node:tls';
+import { checkServerIdentity, connect as connectTls } from 'node:tls';
+import type { PeerCertificate, TLSSocket } from 'node:tls';
 import {
   CONTROL_PROTOCOL_VERSION,
   FrameDecoder,
@@ -418,7 +418,14 @@ export class Agent extends EventEmitter<AgentEvents> {
     const socket = connectTls({
       host: this.options.relayHost,
       port: this.options.relayPort ?? 443,
-      servername: this.servername,
+      // SNI carries host names only (RFC 6066 §3): a relay named by its IP address gets
+      // none, and its certificate is checked against that address.
+      ...(isIP(this.servername) === 0
+        ? { servername: this.servername }
+        : {
+            checkServerIdentity: (_host: string, certificate: PeerCertificate) =>
+              checkServerIdentity(this.servername, certificate),
+          }),
       ALPNProtocols: [AGENT_ALPN],
       minVersion: 'TLSv1.2',
       ...(this.options.ca === undefined ? {} : { ca: this.options.ca }),
