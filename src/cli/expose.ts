@@ -72,10 +72,10 @@ function usageError(message: string): number {
   return 2;
 }
 
-function parseLocalPort(text: string | undefined): number {
+function parsePort(text: string, what: string): number {
   const port = Number(text);
-  if (text === undefined || !/^\d{1,5}$/.test(text) || port < 1 || port > 65535) {
-    throw new RelayConfigError(`'${text ?? ''}' is not a local port (1-65535)`);
+  if (!/^\d{1,5}$/.test(text) || port < 1 || port > 65535) {
+    throw new RelayConfigError(`${what}: '${text}' is not a port (1-65535)`);
   }
   return port;
 }
@@ -159,7 +159,10 @@ export async function exposeCommand(argv: string[]): Promise<number> {
         return usageError(`say what to expose: 'http PORT' or 'tcp PORT'`);
       }
       if (extra.length > 0) return usageError(`unexpected argument '${extra[0] ?? ''}'`);
-      const localPort = parseLocalPort(portText);
+      if (portText === undefined) {
+        return usageError(`say which local port to expose: '${kind} PORT'`);
+      }
+      const localPort = parsePort(portText, 'the local port');
       const localHost = values['local-host'];
       const allowIps = values['allow-ip'];
       if (allowIps !== undefined) checkAllowedIps(allowIps, '--allow-ip');
@@ -212,7 +215,7 @@ export async function exposeCommand(argv: string[]): Promise<number> {
             proto: 'tcp',
             localPort,
             ...host,
-            ...(remote === undefined ? {} : { remotePort: parseLocalPort(remote) }),
+            ...(remote === undefined ? {} : { remotePort: parsePort(remote, '--remote-port') }),
           },
         ];
       }

@@ -207,6 +207,15 @@ describe('warren relay / warren expose commands', () => {
     assert.match(expose.stderr, /ERR_RELAY_TOKEN_INVALID/);
     const usage = startCli(['expose', 'ftp', '21', '--relay', 'x']);
     assert.equal(await exitOf(usage), 2);
+    for (const [args, message] of [
+      [['expose', 'http', '--relay', 'x'], /say which local port to expose: 'http PORT'/],
+      [['expose', 'http', '0', '--relay', 'x'], /the local port: '0' is not a port/],
+      [['expose', 'tcp', '22', '--remote-port', '70000', '--relay', 'x'], /--remote-port: '70000'/],
+    ] as const) {
+      const bad = startCli(args);
+      assert.equal(await exitOf(bad), 2, args.join(' '));
+      assert.match(bad.stderr, message);
+    }
     const badLimit = startCli([
       'relay',
       '--domain',
