@@ -37,6 +37,8 @@ import {
   DEFAULT_ACCOUNT,
   createToken,
   isValidAccountName,
+  isValidSubdomainPattern,
+  isValidTokenName,
   parseDuration,
   parsePortRange,
 } from '../relay/token.js';
@@ -613,6 +615,18 @@ async function tokenCommand(argv: string[]): Promise<number> {
       if (!isValidAccountName(account)) {
         return usageError(`--account: '${account}' is not an account name`);
       }
+      const subdomains = (values.subdomain ?? []).map((pattern) => pattern.toLowerCase());
+      const badSubdomain = subdomains.find((pattern) => !isValidSubdomainPattern(pattern));
+      if (badSubdomain !== undefined) {
+        return usageError(
+          `--subdomain: '${badSubdomain}' is not a subdomain pattern (a DNS label, '*', or a prefix followed by '*')`,
+        );
+      }
+      if (!isValidTokenName(values.name)) {
+        return usageError(
+          `--name: ${JSON.stringify(values.name)} is not a token name (1-64 printable ASCII characters, no leading or trailing space)`,
+        );
+      }
       let ranges: PortRange[];
       let expiresAt: number | null;
       try {
@@ -633,7 +647,7 @@ async function tokenCommand(argv: string[]): Promise<number> {
           created = createToken(secret, {
             name: values.name ?? '',
             account,
-            subdomains: (values.subdomain ?? []).map((pattern) => pattern.toLowerCase()),
+            subdomains,
             tcp: ranges.length > 0 ? ranges : values.tcp === true,
             expiresAt,
           });

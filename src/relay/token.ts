@@ -63,6 +63,11 @@ const TOKEN_NAME = /^[\x21-\x7e]([\x20-\x7e]{0,62}[\x21-\x7e])?$/;
 /** An account name: 1-64 of lower-case letters, digits, '.', '_' and '-', starting with a letter or digit. */
 const ACCOUNT_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 
+/** True for a valid token name: 1-64 printable ASCII characters, no leading or trailing space. */
+export function isValidTokenName(name: string): boolean {
+  return typeof name === 'string' && TOKEN_NAME.test(name);
+}
+
 /** True for a valid account name ("default", "acme-corp"). */
 export function isValidAccountName(name: string): boolean {
   return typeof name === 'string' && ACCOUNT_NAME.test(name);
@@ -133,7 +138,7 @@ export function parseDuration(text: string): number {
 
 function validateGrant(grant: TokenGrant): void {
   if (!/^[0-9a-f]{32}$/.test(grant.id)) throw new RangeError('grant.id must be 32 hex digits');
-  if (!TOKEN_NAME.test(grant.name)) {
+  if (!isValidTokenName(grant.name)) {
     throw new RangeError(
       `grant.name must be 1-64 printable ASCII characters without leading/trailing spaces, got ${JSON.stringify(grant.name)}`,
     );

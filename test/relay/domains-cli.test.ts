@@ -110,6 +110,22 @@ describe('warren relay account / token / domain commands', () => {
     );
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /ERR_RELAY_ACCOUNT_NOT_FOUND/);
+    // Bad input is named by the flag it came from, exit 2.
+    const badSubdomain = await relay(
+      'token',
+      'create',
+      '--data-dir',
+      dir,
+      '--name',
+      'y',
+      '--subdomain',
+      'Bad_Name!',
+    );
+    assert.equal(badSubdomain.code, 2);
+    assert.match(badSubdomain.stderr, /--subdomain: 'bad_name!' is not a subdomain pattern/);
+    const badName = await relay('token', 'create', '--data-dir', dir, '--name', ' y');
+    assert.equal(badName.code, 2);
+    assert.match(badName.stderr, /--name: " y" is not a token name/);
 
     const listed = await relay('token', 'list', '--data-dir', dir, '--account', 'acme');
     assert.match(
