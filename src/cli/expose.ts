@@ -80,6 +80,27 @@ function parsePort(text: string, what: string): number {
   return port;
 }
 
+/** A file the user named, read as UTF-8; a failure names the option and the file. */
+async function readInput(file: string, what: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const reason =
+      code === 'ENOENT'
+        ? 'no such file'
+        : code === 'EACCES'
+          ? 'permission denied'
+          : code === 'EISDIR'
+            ? 'it is a directory'
+            : error instanceof Error
+              ? error.message
+              : String(error);
+    // Exit 1, not 2: the command line is fine, the file is not.
+    throw new Error(`cannot read ${what} ${file}: ${reason}`, { cause: error });
+  }
+}
+
 /** A --basic-auth-file's credentials: one USER:PASS a line; blank and # lines skipped. */
 function credentialLines(text: string): string[] {
   return text.split(/\r?\n/).filter((line) => line.trim().length > 0 && !line.startsWith('#'));
@@ -151,7 +172,7 @@ export async function exposeCommand(argv: string[]): Promise<number> {
       ) {
         return usageError('with --config, give basicAuth and allowIps per tunnel in the file');
       }
-      config = parseAgentConfig(await readFile(values.config, 'utf8'));
+      config = parseAgentConfig(await readInput(values.config, '--config'));
       tunnels = [...config.tunnels];
     } else {
       const [kind, portText, ...extra] = positionals;
@@ -175,7 +196,7 @@ export async function exposeCommand(argv: string[]): Promise<number> {
         const basicAuth = [...(values['basic-auth'] ?? [])];
         const authFile = values['basic-auth-file'];
         if (authFile !== undefined) {
-          basicAuth.push(...credentialLines(await readFile(authFile, 'utf8')));
+          basicAuth.push(...credentialLines(await readInput(authFile, '--basic-auth-file')));
           if (basicAuth.length === 0) return usageError(`--basic-auth-file: ${authFile} is empty`);
         }
         if (basicAuth.length > 0) checkCredentials(basicAuth, '--basic-auth');
@@ -227,7 +248,7 @@ export async function exposeCommand(argv: string[]): Promise<number> {
     const tokenFile = values['token-file'] ?? config.tokenFile;
     const tokenText =
       values.token ??
-      (tokenFile === undefined ? undefined : await readFile(tokenFile, 'utf8')) ??
+      (tokenFile === undefined ? undefined : await readInput(tokenFile, 'the token file')) ??
       config.token ??
       process.env[TOKEN_ENV];
     if (tokenText === undefined || tokenText.trim().length === 0) {
@@ -235,7 +256,7 @@ export async function exposeCommand(argv: string[]): Promise<number> {
     }
     token = tokenText.trim();
     const caFile = values.ca ?? config.ca;
-    if (caFile !== undefined) ca = await readFile(caFile);
+    if (caFile !== undefined) ca = Buffer.from(await readInput(caFile, 'the CA file'), 'utf8');
   } catch (error) {
     if (error instanceof RelayConfigError) return usageError(error.message);
     report(error instanceof Error ? error.message : String(error));

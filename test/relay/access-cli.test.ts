@@ -98,7 +98,12 @@ describe('warren expose access flags', () => {
       [['http', '3000', ...tooMany], 2, /--allow-ip must list 1-64/],
       [['http', '3000', '--basic-auth', 'no-colon'], 2, /--basic-auth\[0\] must be USER:PASSWORD/],
       [['tcp', '5432', '--basic-auth', 'a:b'], 2, /--basic-auth is for http/],
-      [['http', '3000', '--basic-auth-file', '/nonexistent/users'], 1, /ENOENT/],
+      [
+        ['http', '3000', '--basic-auth-file', '/nonexistent/users'],
+        1,
+        /cannot read --basic-auth-file \/nonexistent\/users: no such file/,
+      ],
+      [['http', '3000', '--ca', '/nonexistent/ca.crt'], 1, /cannot read the CA file/],
     ];
     for (const [args, code, pattern] of cases) {
       const running = start([...args, ...common]);
