@@ -3,7 +3,6 @@
  * ../relay/agent.ts.
  */
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { Agent } from '../relay/agent.js';
 import type { TunnelSpec, TunnelStatus } from '../relay/agent.js';
@@ -13,6 +12,7 @@ import type { AgentConfigFile } from '../relay/agent-config.js';
 import { agentDiagnostics } from '../relay/diagnostics.js';
 import type { AgentStreamErrorEvent } from '../relay/diagnostics.js';
 import { RelayConfigError, RelayError } from '../relay/errors.js';
+import { readInput, readInputBytes } from './read-input.js';
 import { TrafficRecorder } from '../relay/inspector/recorder.js';
 import { DEFAULT_INSPECTOR_PORT, InspectorServer } from '../relay/inspector/server.js';
 import { isValidHostName, isValidSubdomain } from '../relay/token.js';
@@ -78,27 +78,6 @@ function parsePort(text: string, what: string): number {
     throw new RelayConfigError(`${what}: '${text}' is not a port (1-65535)`);
   }
   return port;
-}
-
-/** A file the user named, read as UTF-8; a failure names the option and the file. */
-async function readInput(file: string, what: string): Promise<string> {
-  try {
-    return await readFile(file, 'utf8');
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    const reason =
-      code === 'ENOENT'
-        ? 'no such file'
-        : code === 'EACCES'
-          ? 'permission denied'
-          : code === 'EISDIR'
-            ? 'it is a directory'
-            : error instanceof Error
-              ? error.message
-              : String(error);
-    // Exit 1, not 2: the command line is fine, the file is not.
-    throw new Error(`cannot read ${what} ${file}: ${reason}`, { cause: error });
-  }
 }
 
 /** A --basic-auth-file's credentials: one USER:PASS a line; blank and # lines skipped. */
@@ -256,7 +235,7 @@ export async function exposeCommand(argv: string[]): Promise<number> {
     }
     token = tokenText.trim();
     const caFile = values.ca ?? config.ca;
-    if (caFile !== undefined) ca = Buffer.from(await readInput(caFile, 'the CA file'), 'utf8');
+    if (caFile !== undefined) ca = await readInputBytes(caFile, 'the CA file');
   } catch (error) {
     if (error instanceof RelayConfigError) return usageError(error.message);
     report(error instanceof Error ? error.message : String(error));

@@ -4,7 +4,6 @@
  * prints).
  */
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import type { ParseArgsConfig } from 'node:util';
 import { LETS_ENCRYPT_DIRECTORY_URL } from '../relay/acme/directory.js';
@@ -31,6 +30,7 @@ import {
   parseResolverAddress,
   verifyDomain,
 } from '../relay/store/dns-challenge.js';
+import { readInput, readInputBytes } from './read-input.js';
 import { checkDatabaseUrl, databaseFromEnvironment, openRelayStore } from '../relay/store/open.js';
 import type { RelayStore, TokenRecord } from '../relay/store/types.js';
 import {
@@ -384,11 +384,10 @@ export async function relayCommand(argv: string[]): Promise<number> {
   const adminTokenFile = values['admin-token-file'];
   if (adminTokenFile !== undefined) {
     try {
-      adminToken = (await readFile(adminTokenFile, 'utf8')).trim();
+      adminToken = (await readInput(adminTokenFile, '--admin-token-file')).trim();
     } catch (error) {
-      return usageError(
-        `--admin-token-file: ${error instanceof Error ? error.message : String(error)}`,
-      );
+      report(error instanceof Error ? error.message : String(error));
+      return 1;
     }
   }
 
@@ -401,15 +400,17 @@ export async function relayCommand(argv: string[]): Promise<number> {
       report(`dev CA: ${dev.caCertPath} (agents: --ca ${dev.caCertPath})`);
     } else if (!acme) {
       tls = {
-        cert: await readFile(certFile ?? ''),
-        key: await readFile(keyFile ?? ''),
+        cert: await readInputBytes(certFile ?? '', '--tls-cert'),
+        key: await readInputBytes(keyFile ?? '', '--tls-key'),
       };
     }
     const acmeOptions = acme
       ? {
           ...(acmeEmail === undefined ? {} : { email: acmeEmail }),
           ...(acmeDirectory === undefined ? {} : { directoryUrl: acmeDirectory }),
-          ...(acmeCaFile === undefined ? {} : { directoryCa: await readFile(acmeCaFile) }),
+          ...(acmeCaFile === undefined
+            ? {}
+            : { directoryCa: await readInputBytes(acmeCaFile, '--acme-ca') }),
         }
       : undefined;
     relay = await Relay.start({
@@ -429,7 +430,13 @@ export async function relayCommand(argv: string[]): Promise<number> {
     });
   } catch (error) {
     for (const [name, handler] of subscriptions) unsubscribe(name, handler);
-    report(error instanceof RelayError ? `${error.message} (${error.code})` : String(error));
+    report(
+      error instanceof RelayError
+        ? `${error.message} (${error.code})`
+        : error instanceof Error
+          ? error.message
+          : String(error),
+    );
     return 1;
   }
   if (acme) {

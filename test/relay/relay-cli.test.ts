@@ -228,6 +228,21 @@ describe('warren relay / warren expose commands', () => {
     ]);
     assert.equal(await exitOf(badLimit), 2);
     assert.match(badLimit.stderr, /unknown limit 'requests-per-minute'/);
+    const missingCert = startCli([
+      'relay',
+      '--domain',
+      'tunnel.test',
+      '--data-dir',
+      dir,
+      '--tls-cert',
+      join(dir, 'no.crt'),
+      '--tls-key',
+      join(dir, 'no.key'),
+      '--agent-listen',
+      '127.0.0.1:0',
+    ]);
+    assert.equal(await exitOf(missingCert), 1);
+    assert.match(missingCert.stderr, /cannot read --tls-cert \S+no\.crt: no such file/);
     relay.child.kill('SIGTERM');
     assert.equal(await exitOf(relay), 0);
   });
