@@ -276,6 +276,54 @@ describe('relay and agent end to end', () => {
     await agentTwo.close();
   });
 
+  it('verifies a relay named by its IP address against that address, with no SNI (RFC 6066)', async () => {
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error): void => {
+      warnings.push(warning);
+    };
+    process.on('warning', onWarning);
+    try {
+      const app = await fixture.httpServer((_request, response) => {
+        response.end('by address');
+      });
+      const token = await fixture.token({ name: 'by-ip', subdomains: ['ip'] });
+      // The dev certificate carries IP:127.0.0.1.
+      const agent = fixture.agent(
+        token,
+        [{ proto: 'http', localPort: app.port, subdomain: 'ip' }],
+        {
+          servername: '127.0.0.1',
+        },
+      );
+      assert.equal(
+        (await agent.ready())[0]?.url,
+        `https://ip.${DOMAIN}:${String(fixture.ports.https)}`,
+      );
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.deepEqual(
+        warnings.map((warning) => warning.message),
+        [],
+        'no DEP0123 (an IP address as TLS ServerName)',
+      );
+
+      // An address the certificate does not carry is refused, and said so.
+      const wrong = fixture.agent(
+        token,
+        [{ proto: 'http', localPort: app.port, subdomain: 'ip' }],
+        {
+          servername: '127.0.0.2',
+        },
+      );
+      const [error] = (await once(wrong, 'disconnected')) as [Error];
+      assert.match(error.message, /127\.0\.0\.2/);
+      assert.match(error.message, /not in the cert|does not match/i);
+      await wrong.close();
+      await agent.close();
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
   it('refuses a bad token, an expired one, and a subdomain or TCP the token does not allow', async () => {
     const forged = fixture.agent(appToken.slice(0, -2) + (appToken.endsWith('AA') ? 'BB' : 'AA'), [
       { proto: 'http', localPort: appPort },
@@ -405,66 +453,6 @@ describe('relay and agent end to end', () => {
     const [response] = await exchange(socket, get('/after-restart', `app.${DOMAIN}`));
     assert.equal(echoOf(response).url, '/after-restart');
     socket.destroy();
-  });
-});
-
-describe('a relay named by its IP address', () => {
-  let fixture: RelayFixture;
-
-  before(async () => {
-    fixture = await RelayFixture.create();
-    await fixture.startRelay();
-  });
-
-  after(async () => {
-    await fixture.close();
-  });
-
-  it('is verified against that address, with no SNI (RFC 6066 allows only host names there)', async () => {
-    const warnings: Error[] = [];
-    const onWarning = (warning: Error): void => {
-      warnings.push(warning);
-    };
-    process.on('warning', onWarning);
-    try {
-      const app = await fixture.httpServer((_request, response) => {
-        response.end('by address');
-      });
-      const token = await fixture.token({ name: 'by-ip', subdomains: ['ip'] });
-      // The dev certificate carries IP:127.0.0.1.
-      const agent = fixture.agent(
-        token,
-        [{ proto: 'http', localPort: app.port, subdomain: 'ip' }],
-        {
-          servername: '127.0.0.1',
-        },
-      );
-      assert.equal(
-        (await agent.ready())[0]?.url,
-        `https://ip.${DOMAIN}:${String(fixture.ports.https)}`,
-      );
-      await new Promise((resolve) => setImmediate(resolve));
-      assert.deepEqual(
-        warnings.map((warning) => warning.message),
-        [],
-        'no DEP0123 (an IP address as TLS ServerName)',
-      );
-
-      // An address the certificate does not carry is refused, and said so.
-      const wrong = fixture.agent(
-        token,
-        [{ proto: 'http', localPort: app.port, subdomain: 'ip' }],
-        {
-          servername: '127.0.0.2',
-        },
-      );
-      const [error] = (await once(wrong, 'disconnected')) as [Error];
-      assert.match(error.message, /127\.0\.0\.2/);
-      assert.match(error.message, /not in the cert|does not match/i);
-      await wrong.close();
-    } finally {
-      process.off('warning', onWarning);
-    }
   });
 });
 
