@@ -11,7 +11,7 @@ import { parseAgentConfig, parseHostPort } from '../relay/agent-config.js';
 import type { AgentConfigFile } from '../relay/agent-config.js';
 import { agentDiagnostics } from '../relay/diagnostics.js';
 import type { AgentStreamErrorEvent } from '../relay/diagnostics.js';
-import { RelayConfigError, RelayError } from '../relay/errors.js';
+import { RelayCertificateError, RelayConfigError, RelayError } from '../relay/errors.js';
 import { readInput, readInputBytes } from './read-input.js';
 import { TrafficRecorder } from '../relay/inspector/recorder.js';
 import { DEFAULT_INSPECTOR_PORT, InspectorServer } from '../relay/inspector/server.js';
@@ -78,6 +78,18 @@ function parsePort(text: string, what: string): number {
     throw new RelayConfigError(`${what}: '${text}' is not a port (1-65535)`);
   }
   return port;
+}
+
+/** What a user can do about a refused relay certificate, said once. */
+function certificateHint(error: RelayCertificateError): string {
+  switch (error.reason) {
+    case 'untrusted':
+      return "hint: a relay with a private or dev CA needs that CA: --ca FILE (for --dev-ca, the relay's DATA_DIR/dev-ca/ca.crt)";
+    case 'name':
+      return "hint: name the relay as its certificate does: --server-name NAME (the relay's --domain), or --relay with that name";
+    case 'expired':
+      return "hint: the relay's certificate is expired or not yet valid: check the relay's certificate, and this machine's clock";
+  }
 }
 
 /** A --basic-auth-file's credentials: one USER:PASS a line; blank and # lines skipped. */
@@ -295,10 +307,15 @@ export async function exposeCommand(argv: string[]): Promise<number> {
         (permanent ? '' : ' (retrying)'),
     );
   });
+  let certificateHintGiven = false;
   agent.on('disconnected', (error, retryInMs) => {
     report(
       `${error === undefined ? 'disconnected' : error.message}; reconnecting in ${(retryInMs / 1000).toFixed(1)} s`,
     );
+    if (error instanceof RelayCertificateError && !certificateHintGiven) {
+      certificateHintGiven = true;
+      report(certificateHint(error));
+    }
   });
 
   let stop: ((signal: NodeJS.Signals) => void) | undefined;

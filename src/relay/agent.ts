@@ -31,12 +31,14 @@ import type { AgentStreamErrorEvent } from './diagnostics.js';
 import {
   ControlProtocolError,
   NotPermittedError,
+  RelayCertificateError,
   RelayClosedError,
   RelayConfigError,
   RelayConnectError,
   RelayError,
   errorFromCode,
 } from './errors.js';
+import type { CertificateFailure } from './errors.js';
 import { Session } from './mux/index.js';
 import type { Stream } from './mux/index.js';
 import type { HttpTrafficObserver, StreamTap } from './inspector/recorder.js';
@@ -192,6 +194,32 @@ function checkDelay(value: unknown, what: string, min: number): void {
   ) {
     throw new RelayConfigError(`${what} must be a number >= ${min}, got ${describe(value)}`);
   }
+}
+
+/** OpenSSL's and Node's codes for a peer certificate that failed verification. */
+const UNTRUSTED_CERTIFICATE_CODES: ReadonlySet<string> = new Set([
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'INVALID_CA',
+]);
+const EXPIRED_CERTIFICATE_CODES: ReadonlySet<string> = new Set([
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+]);
+
+/** Which way a TLS connection error refused the relay's certificate; null for any other error. */
+function certificateFailureOf(error: Error): CertificateFailure | null {
+  const code = (error as NodeJS.ErrnoException).code ?? '';
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return 'name';
+  if (EXPIRED_CERTIFICATE_CODES.has(code)) return 'expired';
+  if (UNTRUSTED_CERTIFICATE_CODES.has(code)) return 'untrusted';
+  return null;
 }
 
 /** One connection to the relay: TLS socket, yamux session, control stream. */
@@ -447,11 +475,16 @@ export class Agent extends EventEmitter<AgentEvents> {
     const onEarlyError = (error: Error): void => {
       clearTimeout(timer);
       if (this.connecting === socket) this.connecting = null;
+      const where = `${this.options.relayHost}:${String(this.options.relayPort ?? 443)}`;
+      const certificate = certificateFailureOf(error);
       this.scheduleReconnect(
-        new RelayConnectError(
-          `cannot connect to ${this.options.relayHost}:${this.options.relayPort ?? 443}: ${error.message}`,
-          { cause: error },
-        ),
+        certificate === null
+          ? new RelayConnectError(`cannot connect to ${where}: ${error.message}`, { cause: error })
+          : new RelayCertificateError(
+              certificate,
+              `the certificate of the relay at ${where} was refused: ${error.message}`,
+              { cause: error },
+            ),
         false,
       );
     };

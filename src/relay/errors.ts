@@ -25,6 +25,7 @@ export type RelayErrorCode =
   | 'ERR_RELAY_HTTP_PARSE'
   | 'ERR_RELAY_AGENT_UNAVAILABLE'
   | 'ERR_RELAY_CONNECT'
+  | 'ERR_RELAY_CERTIFICATE'
   | 'ERR_RELAY_CLOSED'
   | 'ERR_RELAY_ACCESS_DENIED'
   // Accounts, tokens and custom domains in the relay's store (./store/):
@@ -191,6 +192,24 @@ export class RelayConnectError extends RelayError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ERR_RELAY_CONNECT', message, options);
     this.name = 'RelayConnectError';
+  }
+}
+
+/**
+ * Why the agent refused the relay's certificate: it does not chain to a trusted CA
+ * ('untrusted': a private or dev CA the agent was not given), it is not for the name
+ * the agent expects ('name'), or it is outside its validity period ('expired').
+ */
+export type CertificateFailure = 'untrusted' | 'name' | 'expired';
+
+/** The agent reached the relay but refused its certificate (it retries with backoff). */
+export class RelayCertificateError extends RelayError {
+  readonly reason: CertificateFailure;
+
+  constructor(reason: CertificateFailure, message: string, options?: { cause?: unknown }) {
+    super('ERR_RELAY_CERTIFICATE', message, options);
+    this.name = 'RelayCertificateError';
+    this.reason = reason;
   }
 }
 

@@ -205,6 +205,29 @@ describe('warren relay / warren expose commands', () => {
     children.push(expose);
     assert.equal(await exitOf(expose), 1);
     assert.match(expose.stderr, /ERR_RELAY_TOKEN_INVALID/);
+    // Without the dev CA the relay's certificate is refused, with a hint said once.
+    const noCa = startCli([
+      'expose',
+      'http',
+      '8080',
+      '--relay',
+      `127.0.0.1:${ports.agent}`,
+      '--token',
+      'wrn1.bogus.token',
+      '--no-inspect',
+    ]);
+    children.push(noCa);
+    await untilPrinted(
+      noCa,
+      /certificate of the relay .* was refused[^]*reconnecting[^]*reconnecting/,
+      'stderr',
+    );
+    noCa.child.kill('SIGTERM');
+    assert.equal(await exitOf(noCa), 0);
+    assert.equal(
+      noCa.stderr.match(/hint: a relay with a private or dev CA needs that CA: --ca FILE/g)?.length,
+      1,
+    );
     const usage = startCli(['expose', 'ftp', '21', '--relay', 'x']);
     assert.equal(await exitOf(usage), 2);
     for (const [args, message] of [

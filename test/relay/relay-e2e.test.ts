@@ -6,16 +6,20 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Agent, TunnelStatus } from '../../src/relay/agent.js';
 import {
   NotPermittedError,
+  RelayCertificateError,
   RelayError,
   TokenExpiredError,
   TokenInvalidError,
   TokenRevokedError,
 } from '../../src/relay/errors.js';
+import { ensureDevCertificate } from '../../src/relay/dev-ca.js';
 import { openRelayStore } from '../../src/relay/store/open.js';
 import {
   DOMAIN,
@@ -315,13 +319,27 @@ describe('relay and agent end to end', () => {
         },
       );
       const [error] = (await once(wrong, 'disconnected')) as [Error];
+      assert.ok(error instanceof RelayCertificateError, String(error));
+      assert.equal(error.code, 'ERR_RELAY_CERTIFICATE');
+      assert.equal(error.reason, 'name');
       assert.match(error.message, /127\.0\.0\.2/);
-      assert.match(error.message, /not in the cert|does not match/i);
       await wrong.close();
       await agent.close();
     } finally {
       process.off('warning', onWarning);
     }
+  });
+
+  it('refuses a relay certificate from a CA it was not given (ERR_RELAY_CERTIFICATE, untrusted)', async () => {
+    const otherCa = await ensureDevCertificate(join(fixture.dir, 'other'), 'other.test');
+    const agent = fixture.agent(appToken, [{ proto: 'http', localPort: appPort }], {
+      ca: readFileSync(otherCa.caCertPath),
+    });
+    const [error] = (await once(agent, 'disconnected')) as [Error];
+    assert.ok(error instanceof RelayCertificateError, String(error));
+    assert.equal(error.reason, 'untrusted');
+    assert.match(error.message, /certificate of the relay at 127\.0\.0\.1:\d+ was refused/);
+    await agent.close();
   });
 
   it('refuses a bad token, an expired one, and a subdomain or TCP the token does not allow', async () => {
