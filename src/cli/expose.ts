@@ -59,7 +59,8 @@ Options:
                                or the next free port up to ${DEFAULT_INSPECTOR_PORT + INSPECTOR_FALLBACK_PORTS}): browse and replay
                                the HTTP requests through the tunnels
       --no-inspect             no inspector
-  -v, --verbose                report failed local connections
+  -v, --verbose                report every failed local connection (without it,
+                               the first one of each tunnel)
   -h, --help                   show this help
 `;
 
@@ -288,11 +289,21 @@ export async function exposeCommand(argv: string[]): Promise<number> {
     ...(ca === undefined ? {} : { ca }),
     ...(inspector === null ? {} : { inspector: inspector.recorder }),
   });
+  // Without -v, the first failure of each tunnel is still said (a service that is not
+  // running is the commonest mistake), then only with -v.
+  const tunnelsThatFailed = new Set<string>();
   const onStreamError = (message: unknown): void => {
     const event = message as AgentStreamErrorEvent;
-    report(`a connection could not be served: ${event.error.message}`);
+    if (values.verbose !== true) {
+      if (tunnelsThatFailed.has(event.tunnelId)) return;
+      tunnelsThatFailed.add(event.tunnelId);
+    }
+    report(
+      `a connection could not be served: ${event.error.message}` +
+        (values.verbose === true ? '' : ' (-v reports every one)'),
+    );
   };
-  if (values.verbose === true) subscribe(agentDiagnostics.streamError.name, onStreamError);
+  subscribe(agentDiagnostics.streamError.name, onStreamError);
   agent.on('connected', (info) => {
     report(
       `connected to ${relayHost}:${relayPort} (domain ${info.domain}, token '${info.tokenName}')`,
@@ -338,7 +349,7 @@ export async function exposeCommand(argv: string[]): Promise<number> {
     process.off('SIGTERM', stop);
     process.off('SIGINT', stop);
   }
-  if (values.verbose === true) unsubscribe(agentDiagnostics.streamError.name, onStreamError);
+  unsubscribe(agentDiagnostics.streamError.name, onStreamError);
   await agent.close();
   await inspector?.close();
   return exitCode;

@@ -187,6 +187,77 @@ describe('warren relay / warren expose commands', () => {
     assert.equal(await exitOf(expose), 0);
   });
 
+  it('says once, without -v, that the local service is not reachable', async () => {
+    const { stdout: token } = await run(process.execPath, [
+      CLI_RUNNER,
+      'relay',
+      'token',
+      'create',
+      '--data-dir',
+      dir,
+      '--name',
+      'down',
+      '--subdomain',
+      'down',
+    ]);
+    const relay = startCli(devRelayArgs(dir, []));
+    children.push(relay);
+    const ports = JSON.parse((await untilPrinted(relay, /^\{.*\}$/m))[0]) as {
+      agent: number;
+      https: number;
+    };
+    // A port nothing listens on: bound, then closed.
+    const probe = createServer();
+    probe.listen(0, '127.0.0.1');
+    await once(probe, 'listening');
+    const deadPort = portOf(probe);
+    probe.close();
+    const ca = join(dir, 'dev-ca', 'ca.crt');
+    const expose = startCli([
+      'expose',
+      'http',
+      String(deadPort),
+      '--relay',
+      `127.0.0.1:${ports.agent}`,
+      '--server-name',
+      'tunnel.test',
+      '--token',
+      token.trim(),
+      '--ca',
+      ca,
+      '--no-inspect',
+    ]);
+    children.push(expose);
+    const url = (await untilPrinted(expose, /^(https:\/\/down\.tunnel\.test:\d+) -> /m))[1] ?? '';
+    for (let i = 0; i < 3; i++) {
+      const { stdout } = await run('curl', [
+        '-sS',
+        '-o',
+        '/dev/null',
+        '-w',
+        '%{http_code}',
+        '--cacert',
+        ca,
+        '--resolve',
+        `down.tunnel.test:${String(ports.https)}:127.0.0.1`,
+        `${url}/`,
+      ]);
+      assert.equal(stdout, '502');
+    }
+    await untilPrinted(expose, /could not be served/, 'stderr');
+    assert.equal(
+      expose.stderr.match(
+        /a connection could not be served: .*ECONNREFUSED.* \(-v reports every one\)/g,
+      )?.length,
+      1,
+      expose.stderr,
+    );
+    expose.child.kill('SIGTERM');
+    assert.equal(await exitOf(expose), 0);
+    relay.child.kill('SIGTERM');
+    assert.equal(await exitOf(relay), 0);
+  });
+
   it('exits 1 when the relay refuses the token, 2 on bad usage', async () => {
     const relay = startCli(devRelayArgs(dir, [], 'off'));
     children.push(relay);
