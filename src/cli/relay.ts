@@ -100,6 +100,7 @@ Options:
       --limit NAME=VALUE       change one of the limits listed below; repeatable
   -v, --verbose                also print refused public requests
   -h, --help                   show this help
+
 Certificates: give exactly one of --tls-cert/--tls-key, --dev-ca or --acme. For tests and
 local use, --dev-ca needs no network. To try --acme locally, run Let's Encrypt's test CA
 pebble (apt-get install pebble) and pass --acme-directory https://127.0.0.1:14000/dir
