@@ -262,32 +262,26 @@ describe('warren relay / warren expose commands', () => {
     const relay = startCli(devRelayArgs(dir, [], 'off'));
     children.push(relay);
     const ports = JSON.parse((await untilPrinted(relay, /^\{.*\}$/m))[0]) as { agent: number };
-    const expose = startCli([
-      'expose',
-      'http',
-      '8080',
-      '--relay',
-      `127.0.0.1:${ports.agent}`,
-      '--token',
-      'wrn1.bogus.token',
-      '--ca',
-      join(dir, 'dev-ca', 'ca.crt'),
-    ]);
-    children.push(expose);
+    /** `warren expose http 8080` to this relay with a bogus token, and `extra`. */
+    const exposeWithBogusToken = (...extra: string[]): RunningCli => {
+      const running = startCli([
+        'expose',
+        'http',
+        '8080',
+        '--relay',
+        `127.0.0.1:${ports.agent}`,
+        '--token',
+        'wrn1.bogus.token',
+        ...extra,
+      ]);
+      children.push(running);
+      return running;
+    };
+    const expose = exposeWithBogusToken('--ca', join(dir, 'dev-ca', 'ca.crt'));
     assert.equal(await exitOf(expose), 1);
     assert.match(expose.stderr, /ERR_RELAY_TOKEN_INVALID/);
     // Without the dev CA the relay's certificate is refused, with a hint said once.
-    const noCa = startCli([
-      'expose',
-      'http',
-      '8080',
-      '--relay',
-      `127.0.0.1:${ports.agent}`,
-      '--token',
-      'wrn1.bogus.token',
-      '--no-inspect',
-    ]);
-    children.push(noCa);
+    const noCa = exposeWithBogusToken('--no-inspect');
     await untilPrinted(
       noCa,
       /certificate of the relay .* was refused[^]*reconnecting[^]*reconnecting/,
