@@ -14,6 +14,7 @@ import type { TunnelPair, TunnelPairOptions } from './harness/topology.js';
 import { assertPeersHealthy } from './harness/checks.js';
 import {
   describeDropDeltas,
+  dropDelta,
   dropSnapshot,
   expectPingsAnswered,
   expectPingsLost,
@@ -153,7 +154,8 @@ for (const [initiatorImpl, responderImpl] of PAIRS) {
       }));
 
     it('carries iperf3 TCP both ways and iperf3 UDP with little loss', () =>
-      withPair({}, async (pair) => {
+      // Outer IPv4: the tunnel's own datagrams then never count in the Udp6 counters below.
+      withPair({ outerFamily: 'ipv4' }, async (pair) => {
         const { harness, initiator, responder } = pair;
         await waitForPing(harness, initiator.ns, responder.addresses.tunnelV4);
         const common = {
@@ -185,12 +187,29 @@ for (const [initiatorImpl, responderImpl] of PAIRS) {
           protocol: 'udp',
           bitrate: UDP_BITRATE,
         });
+        const dropsAfter = await dropSnapshot(harness, namespaces);
         assert.ok(udp.packets !== undefined && udp.packets > 0, 'iperf3 UDP sent datagrams');
-        if (udp.lostPercent === undefined || udp.lostPercent >= MAX_UDP_LOSS_PERCENT) {
+        assert.ok(udp.lostPackets !== undefined, 'iperf3 UDP reported its loss');
+        // The iperf3 server's socket is the only IPv6 UDP socket this traffic reaches in the
+        // responder's namespace. Its receive-buffer overflows are datagrams the tunnel
+        // delivered that iperf3 did not read in time: seen in CI while the hypervisor took
+        // 45 % of the machine (323 of 3,700 datagrams). They are not the tunnel's loss.
+        const unreadAtReceiver = dropDelta(
+          dropsBefore,
+          dropsAfter,
+          `${responder.ns} Udp6RcvbufErrors`,
+        );
+        assert.ok(
+          unreadAtReceiver <= udp.lostPackets,
+          `receiver-socket drops (${String(unreadAtReceiver)}) are among iperf3's lost datagrams (${String(udp.lostPackets)})`,
+        );
+        const lostInTunnel = (100 * (udp.lostPackets - unreadAtReceiver)) / udp.packets;
+        if (!(lostInTunnel < MAX_UDP_LOSS_PERCENT)) {
           // Say where the datagrams went, so a failure on a loaded machine can be told apart.
-          const where = describeDropDeltas(dropsBefore, await dropSnapshot(harness, namespaces));
           assert.fail(
-            `iperf3 UDP at ${UDP_BITRATE}: loss ${String(udp.lostPercent)}%, want < ${MAX_UDP_LOSS_PERCENT}%\n${where}`,
+            `iperf3 UDP at ${UDP_BITRATE}: ${lostInTunnel.toFixed(1)}% lost before the receiving socket, want < ${MAX_UDP_LOSS_PERCENT}% ` +
+              `(iperf3 counted ${String(udp.lostPercent)}%, ${String(unreadAtReceiver)} datagrams overflowed its socket)\n` +
+              describeDropDeltas(dropsBefore, dropsAfter),
           );
         }
         await assertPeersHealthy(pair, { family: 'ipv4', counters: 'lossy' });

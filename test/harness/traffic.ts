@@ -228,9 +228,14 @@ export async function dropSnapshot(
   return counters;
 }
 
+/** How much the counter `key` ("NAMESPACE Udp6RcvbufErrors", …) rose between two snapshots. */
+export function dropDelta(before: DropSnapshot, after: DropSnapshot, key: string): number {
+  return (after.get(key) ?? 0) - (before.get(key) ?? 0);
+}
+
 /** The counters that rose between two snapshots, and the steal in between, as one line each. */
 export function describeDropDeltas(before: DropSnapshot, after: DropSnapshot): string {
-  const delta = (key: string): number => (after.get(key) ?? 0) - (before.get(key) ?? 0);
+  const delta = (key: string): number => dropDelta(before, after, key);
   const total = delta('machine jiffies');
   const lines = [
     `hypervisor steal during the measurement: ${total > 0 ? ((100 * delta('machine steal jiffies')) / total).toFixed(0) : '?'}%`,
