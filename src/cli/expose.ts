@@ -12,10 +12,10 @@ import type { AgentConfigFile } from '../relay/agent-config.js';
 import { agentDiagnostics } from '../relay/diagnostics.js';
 import type { AgentStreamErrorEvent } from '../relay/diagnostics.js';
 import { RelayCertificateError, RelayConfigError, RelayError } from '../relay/errors.js';
-import { readInput, readInputBytes } from './read-input.js';
 import { TrafficRecorder } from '../relay/inspector/recorder.js';
 import { DEFAULT_INSPECTOR_PORT, InspectorServer } from '../relay/inspector/server.js';
 import { isValidHostName, isValidSubdomain } from '../relay/token.js';
+import { readInput, readInputBytes } from './read-input.js';
 
 export const TOKEN_ENV = 'WARREN_RELAY_TOKEN';
 

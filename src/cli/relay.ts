@@ -30,11 +30,12 @@ import {
   parseResolverAddress,
   verifyDomain,
 } from '../relay/store/dns-challenge.js';
-import { readInput, readInputBytes } from './read-input.js';
 import { checkDatabaseUrl, databaseFromEnvironment, openRelayStore } from '../relay/store/open.js';
 import type { RelayStore, TokenRecord } from '../relay/store/types.js';
 import {
   DEFAULT_ACCOUNT,
+  SUBDOMAIN_PATTERN_RULE,
+  TOKEN_NAME_RULE,
   createToken,
   isValidAccountName,
   isValidSubdomainPattern,
@@ -43,6 +44,7 @@ import {
   parsePortRange,
 } from '../relay/token.js';
 import type { PortRange } from '../relay/token.js';
+import { readInput, readInputBytes } from './read-input.js';
 
 export const RELAY_USAGE = `Usage: warren relay --domain DOMAIN --data-dir DIR [OPTIONS]
        warren relay token create --data-dir DIR --name NAME [--account NAME]
@@ -387,7 +389,7 @@ export async function relayCommand(argv: string[]): Promise<number> {
     try {
       adminToken = (await readInput(adminTokenFile, '--admin-token-file')).trim();
     } catch (error) {
-      report(error instanceof Error ? error.message : String(error));
+      report(problem(error));
       return 1;
     }
   }
@@ -431,13 +433,7 @@ export async function relayCommand(argv: string[]): Promise<number> {
     });
   } catch (error) {
     for (const [name, handler] of subscriptions) unsubscribe(name, handler);
-    report(
-      error instanceof RelayError
-        ? `${error.message} (${error.code})`
-        : error instanceof Error
-          ? error.message
-          : String(error),
-    );
+    report(problem(error));
     return 1;
   }
   if (acme) {
@@ -553,8 +549,10 @@ function isoDate(seconds: number): string {
   return new Date(seconds * 1000).toISOString();
 }
 
+/** An error as the relay command reports it: the message, and the stable code when it has one. */
 function problem(error: unknown): string {
-  return error instanceof RelayError ? `${error.message} (${error.code})` : String(error);
+  if (error instanceof RelayError) return `${error.message} (${error.code})`;
+  return error instanceof Error ? error.message : String(error);
 }
 
 /**
@@ -626,14 +624,10 @@ async function tokenCommand(argv: string[]): Promise<number> {
       const subdomains = (values.subdomain ?? []).map((pattern) => pattern.toLowerCase());
       const badSubdomain = subdomains.find((pattern) => !isValidSubdomainPattern(pattern));
       if (badSubdomain !== undefined) {
-        return usageError(
-          `--subdomain: '${badSubdomain}' is not a subdomain pattern (a DNS label, '*', or a prefix followed by '*')`,
-        );
+        return usageError(`--subdomain: '${badSubdomain}' is not ${SUBDOMAIN_PATTERN_RULE}`);
       }
       if (!isValidTokenName(values.name)) {
-        return usageError(
-          `--name: ${JSON.stringify(values.name)} is not a token name (1-64 printable ASCII characters, no leading or trailing space)`,
-        );
+        return usageError(`--name: ${JSON.stringify(values.name)} is not ${TOKEN_NAME_RULE}`);
       }
       let ranges: PortRange[];
       let expiresAt: number | null;

@@ -63,6 +63,13 @@ const TOKEN_NAME = /^[\x21-\x7e]([\x20-\x7e]{0,62}[\x21-\x7e])?$/;
 /** An account name: 1-64 of lower-case letters, digits, '.', '_' and '-', starting with a letter or digit. */
 const ACCOUNT_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 
+/** What a subdomain pattern is, for error messages ("'x!' is not …"). */
+export const SUBDOMAIN_PATTERN_RULE =
+  "a subdomain pattern (a DNS label, '*', or a prefix followed by '*')";
+/** What a token name is, for error messages. */
+export const TOKEN_NAME_RULE =
+  'a token name (1-64 printable ASCII characters, no leading or trailing space)';
+
 /** True for a valid token name: 1-64 printable ASCII characters, no leading or trailing space. */
 export function isValidTokenName(name: string): boolean {
   return typeof name === 'string' && TOKEN_NAME.test(name);
@@ -139,9 +146,7 @@ export function parseDuration(text: string): number {
 function validateGrant(grant: TokenGrant): void {
   if (!/^[0-9a-f]{32}$/.test(grant.id)) throw new RangeError('grant.id must be 32 hex digits');
   if (!isValidTokenName(grant.name)) {
-    throw new RangeError(
-      `grant.name must be 1-64 printable ASCII characters without leading/trailing spaces, got ${JSON.stringify(grant.name)}`,
-    );
+    throw new RangeError(`grant.name: ${JSON.stringify(grant.name)} is not ${TOKEN_NAME_RULE}`);
   }
   if (!isValidAccountName(grant.account)) {
     throw new RangeError(
@@ -154,7 +159,7 @@ function validateGrant(grant: TokenGrant): void {
   for (const pattern of grant.subdomains as readonly unknown[]) {
     if (typeof pattern !== 'string' || !isValidSubdomainPattern(pattern)) {
       throw new RangeError(
-        `grant.subdomains: '${String(pattern)}' is not a subdomain pattern (a DNS label, '*', or a prefix followed by '*')`,
+        `grant.subdomains: '${String(pattern)}' is not ${SUBDOMAIN_PATTERN_RULE}`,
       );
     }
   }
