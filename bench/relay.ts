@@ -55,6 +55,7 @@ import { ensureDevCertificate } from '../src/relay/dev-ca.js';
 import { Relay } from '../src/relay/relay.js';
 import { createToken } from '../src/relay/token.js';
 import { loadOrCreateSecret } from '../src/relay/secret.js';
+import { machineJiffies } from '../test/harness/traffic.js';
 import { integerOption, median } from './stats.js';
 
 const run = promisify(execFile);
@@ -402,21 +403,6 @@ interface Sample {
 
 /** Above this much steal in a measurement the summary says its ratios are unreliable. */
 const STEAL_WARNING = 0.1;
-
-/**
- * The machine's CPU time so far, from /proc/stat's first line (user nice system
- * idle iowait irq softirq steal ...), in jiffies: busy excludes idle, iowait and
- * steal. On a virtual machine steal is time the hypervisor gave other guests:
- * this 2-vCPU machine sees 0% when quiet and 20-60% when its host is busy.
- */
-async function machineJiffies(): Promise<{ busy: number; steal: number; total: number }> {
-  const first = (await readFile('/proc/stat', 'utf8')).split('\n')[0] ?? '';
-  const fields = first.trim().split(/\s+/).slice(1, 9).map(Number);
-  const total = fields.reduce((sum, value) => sum + value, 0);
-  const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
-  const steal = fields[7] ?? 0;
-  return { busy: total - idle - steal, steal, total };
-}
 
 /**
  * Compiles bench/native/NAME.c into `dir` with the system's C compiler (and
