@@ -42,6 +42,78 @@ describe('warren relay / warren expose commands', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
+  /** `warren relay token create` for SUBDOMAIN.tunnel.test: the token it prints. */
+  const createToken = async (name: string, subdomain: string): Promise<string> =>
+    (
+      await run(process.execPath, [
+        CLI_RUNNER,
+        'relay',
+        'token',
+        'create',
+        '--data-dir',
+        dir,
+        '--name',
+        name,
+        '--subdomain',
+        subdomain,
+      ])
+    ).stdout.trim();
+
+  /** A dev-CA relay with `extra` flags, and the ports it printed. */
+  const startRelay = async (
+    extra: string[],
+  ): Promise<{ relay: RunningCli; ports: { agent: number; https: number } }> => {
+    const relay = startCli(devRelayArgs(dir, extra));
+    children.push(relay);
+    const ports = JSON.parse((await untilPrinted(relay, /^\{.*\}$/m))[0]) as {
+      agent: number;
+      https: number;
+    };
+    return { relay, ports };
+  };
+
+  /** `warren expose http LOCAL_PORT` through the relay, trusting its dev CA: the agent and its URL. */
+  const startExposeHttp = async (
+    localPort: number,
+    agentPort: number,
+    subdomain: string,
+    extra: string[],
+  ): Promise<{ expose: RunningCli; url: string }> => {
+    const expose = startCli([
+      'expose',
+      'http',
+      String(localPort),
+      '--relay',
+      `127.0.0.1:${String(agentPort)}`,
+      '--server-name',
+      'tunnel.test',
+      '--ca',
+      join(dir, 'dev-ca', 'ca.crt'),
+      ...extra,
+    ]);
+    children.push(expose);
+    const printed = new RegExp(
+      `^(https://${subdomain}\\.tunnel\\.test:\\d+) -> http://127\\.0\\.0\\.1:${String(localPort)}$`,
+      'm',
+    );
+    return { expose, url: (await untilPrinted(expose, printed))[1] ?? '' };
+  };
+
+  /** curl through a tunnel's HTTPS URL (resolved to 127.0.0.1), trusting the dev CA. */
+  const curlTunnel = async (url: string, path: string, ...options: string[]): Promise<string> => {
+    const { hostname, port } = new URL(url);
+    const { stdout } = await run('curl', [
+      '-sS',
+      ...options,
+      '--cacert',
+      join(dir, 'dev-ca', 'ca.crt'),
+      '--resolve',
+      `${hostname}:${port}:127.0.0.1`,
+      `${url}${path}`,
+    ]);
+    return stdout;
+  };
+
   it('creates, lists and revokes tokens', async () => {
     const created = await run(process.execPath, [
       CLI_RUNNER,
@@ -100,73 +172,25 @@ describe('warren relay / warren expose commands', () => {
   });
 
   it('serves an exposed port over HTTPS with the dev CA, and both exit 0 on SIGTERM', async () => {
-    const { stdout: token } = await run(process.execPath, [
-      CLI_RUNNER,
-      'relay',
-      'token',
-      'create',
-      '--data-dir',
-      dir,
-      '--name',
-      'laptop',
-      '--subdomain',
-      'web',
-    ]);
     const tokenFile = join(dir, 'agent-token');
-    await writeFile(tokenFile, token, { mode: 0o600 });
-    const relay = startCli(
-      devRelayArgs(dir, [
-        '--tcp-host',
-        '127.0.0.1',
-        '--tcp-ports',
-        '43000-43099',
-        '--limit',
-        'requests-per-second=1',
-        '--limit',
-        'request-burst=2',
-      ]),
-    );
-    children.push(relay);
-    const ports = JSON.parse((await untilPrinted(relay, /^\{.*\}$/m))[0]) as {
-      agent: number;
-      https: number;
-      http: number;
-    };
-    const ca = join(dir, 'dev-ca', 'ca.crt');
-    const expose = startCli([
-      'expose',
-      'http',
-      String(portOf(local)),
-      '--relay',
-      `127.0.0.1:${ports.agent}`,
-      '--server-name',
-      'tunnel.test',
+    await writeFile(tokenFile, await createToken('laptop', 'web'), { mode: 0o600 });
+    const { relay, ports } = await startRelay([
+      '--tcp-host',
+      '127.0.0.1',
+      '--tcp-ports',
+      '43000-43099',
+      '--limit',
+      'requests-per-second=1',
+      '--limit',
+      'request-burst=2',
+    ]);
+    const { expose, url } = await startExposeHttp(portOf(local), ports.agent, 'web', [
       '--token-file',
       tokenFile,
-      '--ca',
-      ca,
     ]);
-    children.push(expose);
-    const url = (
-      await untilPrinted(
-        expose,
-        /^(https:\/\/web\.tunnel\.test:\d+) -> http:\/\/127\.0\.0\.1:\d+$/m,
-      )
-    )[1];
     assert.equal(url, `https://web.tunnel.test:${ports.https}`);
-    /** curl through the tunnel's HTTPS URL, trusting the dev CA. */
-    const curl = async (path: string, ...options: string[]): Promise<string> => {
-      const { stdout } = await run('curl', [
-        '-sS',
-        ...options,
-        '--cacert',
-        ca,
-        '--resolve',
-        `web.tunnel.test:${ports.https}:127.0.0.1`,
-        `${url}${path}`,
-      ]);
-      return stdout;
-    };
+    const curl = (path: string, ...options: string[]): Promise<string> =>
+      curlTunnel(url, path, ...options);
     assert.equal(
       await curl('/hello', '--fail'),
       `local saw /hello for web.tunnel.test:${ports.https}`,
@@ -188,61 +212,21 @@ describe('warren relay / warren expose commands', () => {
   });
 
   it('says once, without -v, that the local service is not reachable', async () => {
-    const { stdout: token } = await run(process.execPath, [
-      CLI_RUNNER,
-      'relay',
-      'token',
-      'create',
-      '--data-dir',
-      dir,
-      '--name',
-      'down',
-      '--subdomain',
-      'down',
-    ]);
-    const relay = startCli(devRelayArgs(dir, []));
-    children.push(relay);
-    const ports = JSON.parse((await untilPrinted(relay, /^\{.*\}$/m))[0]) as {
-      agent: number;
-      https: number;
-    };
+    const token = await createToken('down', 'down');
+    const { relay, ports } = await startRelay([]);
     // A port nothing listens on: bound, then closed.
     const probe = createServer();
     probe.listen(0, '127.0.0.1');
     await once(probe, 'listening');
     const deadPort = portOf(probe);
     probe.close();
-    const ca = join(dir, 'dev-ca', 'ca.crt');
-    const expose = startCli([
-      'expose',
-      'http',
-      String(deadPort),
-      '--relay',
-      `127.0.0.1:${ports.agent}`,
-      '--server-name',
-      'tunnel.test',
+    const { expose, url } = await startExposeHttp(deadPort, ports.agent, 'down', [
       '--token',
-      token.trim(),
-      '--ca',
-      ca,
+      token,
       '--no-inspect',
     ]);
-    children.push(expose);
-    const url = (await untilPrinted(expose, /^(https:\/\/down\.tunnel\.test:\d+) -> /m))[1] ?? '';
     for (let i = 0; i < 3; i++) {
-      const { stdout } = await run('curl', [
-        '-sS',
-        '-o',
-        '/dev/null',
-        '-w',
-        '%{http_code}',
-        '--cacert',
-        ca,
-        '--resolve',
-        `down.tunnel.test:${String(ports.https)}:127.0.0.1`,
-        `${url}/`,
-      ]);
-      assert.equal(stdout, '502');
+      assert.equal(await curlTunnel(url, '/', '-o', '/dev/null', '-w', '%{http_code}'), '502');
     }
     await untilPrinted(expose, /could not be served/, 'stderr');
     assert.equal(
